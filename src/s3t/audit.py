@@ -1,0 +1,96 @@
+"""Audit a workspace from the ledger and the files alone (no model needed, torch-free).
+
+Checks
+------
+lineage      no served checkpoint's lineage holds a deleted record
+rule         the latest served manifest is what the serving rule gives now
+mirror       served.json equals the latest manifest in the ledger
+files        every live checkpoint file exists and matches its sha256
+erasure      no file of a cut checkpoint remains; deleted records' texts are erased
+receipts     the receipt hash chain verifies
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from .forget import receipts, verify_chain
+from .store.atomic import sha256_file
+from .store.ledger import canonical
+from .store.schema import Deletion, Record
+from .store.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class AuditReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+
+    def add(self, name: str, problems: list[str], ok_detail: str) -> None:
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        self.checks.append(Check(name, not problems, shown if problems else ok_detail))
+
+
+def audit(ws: Workspace) -> AuditReport:
+    """Run every check; never raises on a failed check (see ``AuditReport.ok``)."""
+    report = AuditReport()
+    ledger = ws.ledger
+    with ledger.Session() as s:
+        version, manifest = ledger.latest_manifest(s)
+        tainted = ledger.tainted_checkpoints(s)
+        checkpoints = ledger.checkpoints(s)
+        served = {k: v for k, v in manifest["shards"].items() if v is not None}
+        report.add(
+            "lineage",
+            [f"shard {k} serves {v['checkpoint']} whose lineage holds a deleted record" for k, v in served.items() if v["checkpoint"] in tainted],
+            f"{len(served)} served checkpoint(s), none trained on any of {len(ledger.deleted_ids(s))} deleted record(s)",
+        )
+        expected = ledger.compute_manifest(s)
+        report.add(
+            "rule",
+            [] if canonical(expected) == canonical(manifest) else [f"manifest v{version} is not what the serving rule gives now"],
+            f"manifest v{version} matches the serving rule",
+        )
+        erased_texts = list(s.scalars(select(Record.id).join(Deletion, Deletion.record_id == Record.id).where(Record.text.is_not(None))))
+    mirror = ws.read_served()
+    mirror_problems = []
+    if version and (mirror is None or mirror.get("version") != version or canonical({"shards": mirror.get("shards")}) != canonical(manifest)):
+        mirror_problems.append(f"served.json does not equal ledger manifest v{version}")
+    report.add("mirror", mirror_problems, "served.json equals the ledger's manifest")
+
+    file_problems, erase_problems = [], []
+    for c in checkpoints:
+        path = ws.resolve(c.path)
+        if c.id in tainted or c.purged:
+            if path.exists():
+                erase_problems.append(f"cut checkpoint {c.id} still on disk")
+            continue
+        if not path.exists():
+            file_problems.append(f"{c.id}: file missing")
+        elif sha256_file(path) != c.sha256:
+            file_problems.append(f"{c.id}: sha256 mismatch (file changed on disk)")
+    live = sum(1 for c in checkpoints if c.id not in tainted and not c.purged)
+    report.add("files", file_problems, f"{live} live checkpoint file(s) match their sha256")
+    erase_problems += [f"record {rid}: text not erased" for rid in erased_texts]
+    report.add("erasure", erase_problems, f"{len(checkpoints) - live} cut checkpoint file(s) erased; deleted texts erased")
+    chain = receipts(ledger)
+    report.add("receipts", verify_chain(chain), f"{len(chain)} receipt(s), hash chain verifies")
+    return report

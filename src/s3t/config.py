@@ -1,0 +1,169 @@
+"""Configuration of an S3T run: small validated dataclasses with a JSON round trip.
+
+The whole configuration is stored as ``s3t.json`` in the workspace and its hash in every
+checkpoint's metadata, so a checkpoint can always be traced to the settings that made it.
+
+Example
+-------
+>>> from s3t.config import S3TConfig, PlanConfig
+>>> cfg = S3TConfig(plan=PlanConfig(shards=2, slices=3, budget=3))
+>>> S3TConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"{name} must be {allowed}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """How the training data is cut and ordered."""
+
+    shards: int = field(default=3, metadata={"help": "m: number of disjoint shards (ensemble members)."})
+    slices: int = field(default=3, metadata={"help": "L: slices per shard; must divide the number of transformer layers."})
+    budget: int = field(default=3, metadata={"help": "B: sequences (slice orders) trained per shard."})
+    selection: str = field(default="cyclic", metadata={"help": "Sequence selection: 'cyclic' or 'bms'."})
+    priors: tuple[float, ...] | None = field(
+        default=None, metadata={"help": "Per-slice deletion priors for 'bms' (length L); None = uniform."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for the shard/slice assignment and all training seeds."})
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.shards, int) and self.shards >= 1, "plan.shards", "an integer >= 1", self.shards)
+        _check(isinstance(self.slices, int) and self.slices >= 1, "plan.slices", "an integer >= 1", self.slices)
+        _check(isinstance(self.budget, int) and self.budget >= 1, "plan.budget", "an integer >= 1", self.budget)
+        _check(self.selection in ("cyclic", "bms"), "plan.selection", "'cyclic' or 'bms'", self.selection)
+        if self.priors is not None:
+            object.__setattr__(self, "priors", tuple(float(p) for p in self.priors))
+            _check(len(self.priors) == self.slices, "plan.priors", f"a list of {self.slices} numbers", self.priors)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter settings (peft) used at every stage."""
+
+    rank: int = field(default=8, metadata={"help": "LoRA rank r."})
+    alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    targets: tuple[str, ...] = field(
+        default=("query", "value"), metadata={"help": "Module names inside each layer that get adapters."}
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        _check(self.rank >= 1, "lora.rank", "an integer >= 1", self.rank)
+        _check(self.alpha > 0, "lora.alpha", "> 0", self.alpha)
+        _check(0.0 <= self.dropout < 1.0, "lora.dropout", "in [0, 1)", self.dropout)
+        _check(len(self.targets) > 0, "lora.targets", "a non-empty list of module names", self.targets)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one stage."""
+
+    model: str = field(
+        default="all-MiniLM-L6-v2",
+        metadata={"help": "Built-in model name or a local directory with a Hugging Face encoder + tokenizer."},
+    )
+    epochs: int = field(default=2, metadata={"help": "Epochs per stage (over slices 1..k of the sequence)."})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate for the adapters and the head."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per step (batches are length-bucketed)."})
+    max_length: int = field(default=128, metadata={"help": "Token limit per text (longer texts are truncated)."})
+    threads: int = field(
+        default=2, metadata={"help": "torch intra-op threads; pinned for bit-reproducibility and recorded per checkpoint."}
+    )
+    cache: bool = field(
+        default=True, metadata={"help": "Reuse frozen-trunk activations instead of a full forward pass every step."}
+    )
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):
+            object.__setattr__(self, "lora", LoraSettings(**self.lora))
+        _check(self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
+        _check(self.lr > 0, "train.lr", "> 0", self.lr)
+        _check(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
+        _check(self.max_length >= 8, "train.max_length", "an integer >= 8", self.max_length)
+        _check(self.threads >= 1, "train.threads", "an integer >= 1", self.threads)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the live shards are combined."""
+
+    aggregate: str = field(default="logits", metadata={"help": "'logits' (mean of logits) or 'probs' (mean of softmax)."})
+    batch_size: int = field(default=64, metadata={"help": "Texts per inference batch."})
+
+    def __post_init__(self) -> None:
+        _check(self.aggregate in ("logits", "probs"), "serve.aggregate", "'logits' or 'probs'", self.aggregate)
+        _check(self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
+
+
+_SECTIONS = {"plan": PlanConfig, "train": TrainConfig, "serve": ServeConfig}
+
+
+@dataclass(frozen=True)
+class S3TConfig:
+    """Everything that defines an S3T run. Stored as JSON in the workspace."""
+
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, _from_dict(cls, value, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "S3TConfig":
+        unknown = set(data) - set(_SECTIONS)
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; allowed: {sorted(_SECTIONS)}")
+        return cls(**{k: _from_dict(_SECTIONS[k], v, k) for k, v in data.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "S3TConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON; recorded with every checkpoint."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _from_dict(cls: type, data: Any, section: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {section!r} must be a mapping; got {type(data).__name__}")
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"unknown field(s) {sorted(unknown)} in {section!r}; allowed: {sorted(allowed)}")
+    data = dict(data)
+    if cls is TrainConfig and isinstance(data.get("lora"), dict):
+        data["lora"] = _from_dict(LoraSettings, data["lora"], "train.lora")
+    return cls(**data)

@@ -1,0 +1,165 @@
+"""Forget: record the request, cut lineages, choose surviving prefixes, swap — one transaction.
+
+1. Validate the request (unknown ids → :class:`UnknownRecordError`, nothing changes).
+2. Same records (or subject) as an earlier request → that request's receipt, nothing changes.
+3. In ONE ledger transaction: the request, the deletions, erasure of the records' text,
+   the new served manifest (every lineage holding a deleted record is cut by the serving
+   rule) and a receipt hash-chained to the previous one. The commit is durable (fsync)
+   before the receipt is returned.
+
+This module is torch-free; the estimator then swaps the in-memory ensemble to the new
+manifest and erases the files of the cut checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sqlalchemy import select, update
+
+from .errors import DataError, UnknownRecordError
+from .store.ledger import Ledger, canonical, utcnow
+from .store.schema import Deletion, DeletionRequest, Record, Receipt as ReceiptRow
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof of a forget request. ``hash`` = sha256 of the canonical JSON of ``body``."""
+
+    body: dict[str, Any]
+    hash: str
+    created: bool = field(default=True, compare=False)  # False: an earlier identical request's receipt
+
+    @property
+    def request_id(self) -> str:
+        return self.body["request_id"]
+
+    @property
+    def prev_hash(self) -> str:
+        return self.body["prev_hash"]
+
+    @property
+    def affected_shards(self) -> list[int]:
+        return self.body["affected_shards"]
+
+    @property
+    def before(self) -> dict[str, int]:
+        return self.body["served_before"]
+
+    @property
+    def after(self) -> dict[str, int]:
+        return self.body["served_after"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.body, "hash": self.hash}
+
+
+def receipt_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def request_key(record_ids: Sequence[str] | None, subject: str | None) -> str:
+    ident = {"subject": subject} if subject is not None else {"records": sorted(set(record_ids or []))}
+    return hashlib.sha256(canonical(ident).encode()).hexdigest()
+
+
+def _prefixes(manifest: dict[str, Any]) -> dict[str, int]:
+    return {shard: (0 if v is None else int(v["stage"])) for shard, v in manifest["shards"].items()}
+
+
+def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject: str | None) -> list[Record]:
+    """The training records a request names; raises without changing anything."""
+    if (record_ids is None) == (subject is None):
+        raise DataError("give exactly one of record_ids or subject")
+    if subject is not None:
+        if not isinstance(subject, str) or not subject:
+            raise DataError(f"subject must be a non-empty string; got {subject!r}")
+        rows = list(s.scalars(select(Record).where(Record.subject == subject, Record.split == "train")))
+        if not rows:
+            raise UnknownRecordError(f"no training record belongs to subject {subject!r}")
+        return rows
+    if isinstance(record_ids, str):
+        record_ids = [record_ids]
+    ids = [str(r) for r in record_ids]
+    if not ids:
+        raise DataError("record_ids is empty: name at least one record to forget")
+    wanted = sorted(set(ids))
+    rows = {r.id: r for r in s.scalars(select(Record).where(Record.id.in_(wanted)))}
+    unknown = [i for i in wanted if i not in rows]
+    if unknown:
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise UnknownRecordError(f"unknown record id(s): {', '.join(unknown[:5])}{more}; nothing was changed")
+    not_train = [i for i in wanted if rows[i].split != "train"]
+    if not_train:
+        raise DataError(
+            f"record(s) {', '.join(not_train[:5])} are validation records, not training data; no model was trained "
+            "on them, so there is nothing to forget"
+        )
+    return [rows[i] for i in wanted]
+
+
+def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subject: str | None = None) -> Receipt:
+    """Durably record a forget request and the new served manifest; return its receipt."""
+    key = request_key(record_ids if subject is None else None, subject)
+    with ledger.write_lock, ledger.Session.begin() as s:
+        existing = s.scalars(select(DeletionRequest).where(DeletionRequest.key == key)).first()
+        if existing is not None:
+            row = s.get(ReceiptRow, existing.id)
+            return Receipt(json.loads(row.body), row.hash, created=False)
+        rows = resolve_request(ledger, s, record_ids, subject)
+        _, before = ledger.latest_manifest(s)
+        request_id = "req-" + uuid.uuid4().hex[:16]
+        now = utcnow()
+        s.add(DeletionRequest(id=request_id, key=key, subject=subject, state="served-exact", created_at=now))
+        s.flush()
+        already = ledger.deleted_ids(s)
+        new = [r for r in rows if r.id not in already]
+        s.add_all(Deletion(record_id=r.id, request_id=request_id) for r in new)
+        if new:  # erase the content; keep the id and the text hash as a tombstone
+            s.execute(update(Record).where(Record.id.in_([r.id for r in new])).values(text=None))
+        s.flush()
+        after = ledger.compute_manifest(s)
+        version = ledger.add_manifest(s, after, reason=f"forget {request_id}")
+        last = s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq.desc()).limit(1)).first()
+        body = {
+            "request_id": request_id,
+            "seq": 1 if last is None else last.seq + 1,
+            "record_ids": sorted(r.id for r in rows),
+            "newly_deleted": len(new),
+            "subject": subject,
+            "affected_shards": sorted({int(r.shard) for r in rows}),
+            "served_before": _prefixes(before),
+            "served_after": _prefixes(after),
+            "manifest_version": version,
+            "created_at": now,
+            "prev_hash": GENESIS if last is None else last.hash,
+        }
+        digest = receipt_hash(body)
+        s.add(ReceiptRow(request_id=request_id, seq=body["seq"], body=canonical(body), hash=digest))
+    return Receipt(body, digest, created=True)
+
+
+def receipts(ledger: Ledger) -> list[Receipt]:
+    with ledger.Session() as s:
+        return [Receipt(json.loads(r.body), r.hash, created=False) for r in s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq))]
+
+
+def verify_chain(chain: Sequence[Receipt]) -> list[str]:
+    """Problems in a receipt chain (empty list = the chain verifies)."""
+    problems = []
+    prev = GENESIS
+    for i, r in enumerate(chain, start=1):
+        if r.body.get("seq") != i:
+            problems.append(f"receipt {r.request_id}: sequence number {r.body.get('seq')} != {i}")
+        if r.body.get("prev_hash") != prev:
+            problems.append(f"receipt {r.request_id}: prev_hash does not match the previous receipt's hash")
+        if receipt_hash(r.body) != r.hash:
+            problems.append(f"receipt {r.request_id}: hash does not match its content")
+        prev = r.hash
+    return problems

@@ -1,0 +1,112 @@
+"""The served ensemble: one adapted encoder per live shard, mean of logits (or probabilities).
+
+Shared trunk: every member uses pretrained weights below its lowest adapted layer, so a
+batch runs the pristine trunk once — up to the lowest level any member needs, keeping
+the hidden states at each member's level — and then only each member's adapted top
+layers. Swapping to a new manifest replaces the member table in one assignment, so a
+prediction sees either the old or the new ensemble, never a mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..config import S3TConfig
+from ..errors import NoLiveModelError
+from ..train.batches import bucket_batches, pad_ids, tokenize
+from ..train.layers import adapted_layers, layer_groups
+from ..train.model import AdaptedEncoder, embed, run_layers
+
+
+@dataclass(frozen=True)
+class Member:
+    shard: int
+    checkpoint_id: str
+    stage: int
+    model: AdaptedEncoder
+
+    @property
+    def level(self) -> int:
+        return self.model.lowest_adapted
+
+
+StateLoader = Callable[[str], dict[str, torch.Tensor]]
+
+
+class Ensemble:
+    """Members built from a served manifest; ``predict_logits`` aggregates live shards."""
+
+    def __init__(self, backbone, config: S3TConfig, n_labels: int):
+        self.backbone = backbone
+        self.config = config
+        self.n_labels = n_labels
+        self.groups = layer_groups(backbone.n_layers, config.plan.slices)
+        self.members: dict[int, Member] = {}
+        self.manifest_version = 0
+
+    def build_member(self, shard: int, checkpoint_id: str, stage: int, state: dict[str, torch.Tensor]) -> Member:
+        model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage), self.n_labels)
+        model.load_state(state)
+        model.eval()
+        return Member(shard, checkpoint_id, stage, model)
+
+    def sync(self, version: int, manifest: dict, load_state: StateLoader) -> list[int]:
+        """Swap to ``manifest``; reuse unchanged members. Returns shards whose member changed."""
+        new: dict[int, Member] = {}
+        changed = []
+        for shard_key, entry in manifest["shards"].items():
+            shard = int(shard_key)
+            old = self.members.get(shard)
+            if entry is None:
+                if old is not None:
+                    changed.append(shard)
+                continue
+            if old is not None and old.checkpoint_id == entry["checkpoint"]:
+                new[shard] = old
+                continue
+            new[shard] = self.build_member(shard, entry["checkpoint"], int(entry["stage"]), load_state(entry["checkpoint"]))
+            changed.append(shard)
+        changed += [s for s in self.members if str(s) not in manifest["shards"]]
+        self.members = new  # one assignment: readers see old or new, never a mix
+        self.manifest_version = version
+        return sorted(set(changed))
+
+    @torch.no_grad()
+    def shard_logits(self, texts: Sequence[str]) -> dict[int, torch.Tensor]:
+        """Per live shard, logits [n, C] — the pristine trunk is computed once per batch."""
+        members = dict(self.members)  # snapshot
+        if not members:
+            raise NoLiveModelError(
+                "no model available: every shard's lineages hold deleted records; retraining is needed"
+            )
+        tokens = tokenize(self.backbone.tokenizer, list(texts), self.config.train.max_length)
+        out = {s: torch.empty((len(texts), self.n_labels)) for s in members}
+        levels = sorted({m.level for m in members.values()})
+        pad = int(self.backbone.tokenizer.pad_token_id or 0)
+        encoder = self.backbone.model
+        for batch in bucket_batches([len(t) for t in tokens], self.config.serve.batch_size):
+            ids, mask = pad_ids([tokens[i] for i in batch], pad)
+            hidden, level = embed(encoder, ids), 0
+            at_level = {}
+            for target in levels:
+                hidden = run_layers(encoder, hidden, mask, level, target)
+                at_level[target], level = hidden, target
+            for s, m in members.items():
+                out[s][batch] = m.model.forward_from(m.level, at_level[m.level], mask)
+        return out
+
+    def aggregate(self, per_shard: dict[int, torch.Tensor]) -> np.ndarray:
+        """Class probabilities of the ensemble (mean of logits → softmax, or mean of softmax)."""
+        stacked = torch.stack([per_shard[s] for s in sorted(per_shard)])
+        if self.config.serve.aggregate == "logits":
+            return torch.softmax(stacked.mean(0), -1).numpy()
+        return torch.softmax(stacked, -1).mean(0).numpy()
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.n_labels), dtype=np.float32)
+        return self.aggregate(self.shard_logits(texts))

@@ -1,0 +1,263 @@
+"""The ledger: records, slices, lineages, deletions, manifests and receipts (SQLAlchemy).
+
+Any SQLAlchemy URL works; SQLite is the embedded default (WAL, ``synchronous=FULL``, so a
+commit is on disk before anything is acknowledged). Every state change that acknowledges
+something is one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import WorkspaceError
+from ..serve.rule import Served, StageView, choose_served
+from .schema import (
+    SCHEMA_VERSION,
+    Base,
+    Checkpoint,
+    CheckpointLineage,
+    Deletion,
+    Manifest,
+    Meta,
+    Record,
+    SequenceRow,
+    SliceMember,
+    SliceVersion,
+)
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Ledger:
+    """Durable state of one workspace."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_lock = threading.RLock()
+        with self.Session.begin() as s:
+            version = s.get(Meta, "schema_version")
+            if version is None:
+                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(version.value) != SCHEMA_VERSION:
+                raise WorkspaceError(f"ledger schema version {version.value} is not supported (expected {SCHEMA_VERSION})")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- meta -------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self.Session() as s:
+            row = s.get(Meta, key)
+            return default if row is None else row.value
+
+    def set_meta(self, s: Session, key: str, value: str) -> None:
+        s.merge(Meta(key=key, value=value))
+
+    @property
+    def initialised(self) -> bool:
+        return self.meta("config") is not None
+
+    # -- initial load -----------------------------------------------------------------
+    def initialise(
+        self,
+        config_json: str,
+        label_names: Sequence[str],
+        train: Iterable[dict],
+        validation: Iterable[dict],
+        sequences: dict[int, list[tuple[int, ...]]],
+    ) -> None:
+        """Store records, their shard/slice, slice versions 0 and the sequences, in one transaction."""
+        with self.write_lock, self.Session.begin() as s:
+            if s.get(Meta, "config") is not None:
+                raise WorkspaceError("this workspace already holds a trained plan; use a new workspace")
+            self.set_meta(s, "config", config_json)
+            self.set_meta(s, "label_names", json.dumps(list(label_names)))
+            members: dict[tuple[int, int], list[str]] = defaultdict(list)
+            for r in train:
+                s.add(Record(split="train", text_sha256=sha256_text(r["text"]), **r))
+                members[(r["shard"], r["slice"])].append(r["id"])
+            for r in validation:
+                s.add(Record(split="validation", text_sha256=sha256_text(r["text"]), shard=None, slice=None, **r))
+            s.flush()
+            for (shard, sl), ids in sorted(members.items()):
+                self._add_slice_version(s, shard, sl, 0, ids)
+            for shard, seqs in sequences.items():
+                for j, order in enumerate(seqs):
+                    s.add(SequenceRow(shard=shard, index=j, order=",".join(map(str, order))))
+
+    def _add_slice_version(self, s: Session, shard: int, sl: int, version: int, ids: Sequence[str]) -> SliceVersion:
+        sv = SliceVersion(shard=shard, slice=sl, version=version, size=len(ids), members_sha256=sha256_text("\n".join(sorted(ids))))
+        s.add(sv)
+        s.flush()
+        s.add_all(SliceMember(slice_version_id=sv.id, record_id=i) for i in ids)
+        return sv
+
+    # -- reads ------------------------------------------------------------------------
+    def label_names(self) -> list[str]:
+        return json.loads(self.meta("label_names") or "[]")
+
+    def records(self, split: str = "train") -> list[Record]:
+        with self.Session() as s:
+            return list(s.scalars(select(Record).where(Record.split == split).order_by(Record.position)))
+
+    def sequences(self) -> dict[int, list[tuple[int, ...]]]:
+        out: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+        with self.Session() as s:
+            for row in s.scalars(select(SequenceRow).order_by(SequenceRow.shard, SequenceRow.index)):
+                out[row.shard].append(tuple(int(x) for x in row.order.split(",")))
+        return dict(out)
+
+    def deleted_ids(self, s: Session | None = None) -> set[str]:
+        if s is None:
+            with self.Session() as s2:
+                return self.deleted_ids(s2)
+        return set(s.scalars(select(Deletion.record_id)))
+
+    def current_slice_versions(self, s: Session | None = None) -> dict[tuple[int, int], SliceVersion]:
+        if s is None:
+            with self.Session() as s2:
+                return self.current_slice_versions(s2)
+        out: dict[tuple[int, int], SliceVersion] = {}
+        for sv in s.scalars(select(SliceVersion).order_by(SliceVersion.version)):
+            out[(sv.shard, sv.slice)] = sv
+        return out
+
+    def slice_member_ids(self, slice_version_id: int) -> list[str]:
+        with self.Session() as s:
+            q = (
+                select(SliceMember.record_id)
+                .join(Record, Record.id == SliceMember.record_id)
+                .where(SliceMember.slice_version_id == slice_version_id)
+                .order_by(Record.position)
+            )
+            return list(s.scalars(q))
+
+    def tainted_slice_versions(self, s: Session) -> set[int]:
+        q = select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id).distinct()
+        return set(s.scalars(q))
+
+    def checkpoints(self, s: Session | None = None) -> list[Checkpoint]:
+        if s is None:
+            with self.Session() as s2:
+                return self.checkpoints(s2)
+        return list(s.scalars(select(Checkpoint).order_by(Checkpoint.ordinal)))
+
+    def checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        with self.Session() as s:
+            return s.get(Checkpoint, checkpoint_id)
+
+    def lineage(self, s: Session) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = defaultdict(list)
+        for row in s.scalars(select(CheckpointLineage).order_by(CheckpointLineage.position)):
+            out[row.checkpoint_id].append(row.slice_version_id)
+        return out
+
+    def tainted_checkpoints(self, s: Session | None = None) -> set[str]:
+        """Checkpoints whose lineage holds a deleted record."""
+        if s is None:
+            with self.Session() as s2:
+                return self.tainted_checkpoints(s2)
+        bad = self.tainted_slice_versions(s)
+        return {cid for cid, svs in self.lineage(s).items() if bad.intersection(svs)}
+
+    # -- checkpoints ------------------------------------------------------------------
+    def register_checkpoint(self, *, lineage: Sequence[int], **fields: Any) -> None:
+        """Register a checkpoint whose file is already durably written (its sha256 given)."""
+        with self.write_lock, self.Session.begin() as s:
+            ordinal = (s.scalar(select(func.max(Checkpoint.ordinal))) or 0) + 1
+            s.add(Checkpoint(ordinal=ordinal, created_at=utcnow(), purged=False, **fields))
+            s.flush()
+            s.add_all(
+                CheckpointLineage(checkpoint_id=fields["id"], slice_version_id=sv, position=i) for i, sv in enumerate(lineage)
+            )
+
+    def mark_purged(self, checkpoint_ids: Iterable[str]) -> None:
+        ids = list(checkpoint_ids)
+        if ids:
+            with self.write_lock, self.Session.begin() as s:
+                s.execute(update(Checkpoint).where(Checkpoint.id.in_(ids)).values(purged=True))
+
+    # -- serving rule -----------------------------------------------------------------
+    def chains(self, s: Session) -> dict[int, list[list[StageView | None]]]:
+        """Per shard, per sequence: the current checkpoint of each stage (None = not trained)."""
+        tainted = self.tainted_checkpoints(s)
+        current: dict[tuple[int, str], Checkpoint] = {}
+        for c in self.checkpoints(s):  # ordered by ordinal: the newest registration wins
+            current[(c.shard, c.prefix)] = c
+        out: dict[int, list[list[StageView | None]]] = defaultdict(list)
+        for row in s.scalars(select(SequenceRow).order_by(SequenceRow.shard, SequenceRow.index)):
+            order = row.order.split(",")
+            chain: list[StageView | None] = []
+            for k in range(1, len(order) + 1):
+                c = current.get((row.shard, ",".join(order[:k])))
+                chain.append(
+                    None if c is None else StageView(c.id, c.parent_id, clean=c.id not in tainted and not c.purged, val_accuracy=c.val_accuracy)
+                )
+            out[row.shard].append(chain)
+        return dict(out)
+
+    def compute_manifest(self, s: Session) -> dict[str, Any]:
+        shards: dict[str, Any] = {}
+        for shard, chains in sorted(self.chains(s).items()):
+            served: Served | None = choose_served(chains)
+            shards[str(shard)] = None if served is None else {
+                "sequence": served.sequence,
+                "stage": served.stage,
+                "checkpoint": served.checkpoint_id,
+                "val_accuracy": served.val_accuracy,
+            }
+        return {"shards": shards}
+
+    def latest_manifest(self, s: Session | None = None) -> tuple[int, dict[str, Any]]:
+        if s is None:
+            with self.Session() as s2:
+                return self.latest_manifest(s2)
+        row = s.scalars(select(Manifest).order_by(Manifest.version.desc()).limit(1)).first()
+        return (0, {"shards": {}}) if row is None else (row.version, json.loads(row.body))
+
+    def add_manifest(self, s: Session, body: dict[str, Any], reason: str) -> int:
+        version = (s.scalar(select(func.max(Manifest.version))) or 0) + 1
+        s.add(Manifest(version=version, created_at=utcnow(), reason=reason, body=canonical(body)))
+        s.flush()
+        return version
+
+    def refresh_manifest(self, reason: str) -> tuple[int, dict[str, Any]]:
+        """Recompute the served manifest; store a new version only if it changed."""
+        with self.write_lock, self.Session.begin() as s:
+            body = self.compute_manifest(s)
+            version, old = self.latest_manifest(s)
+            if version and canonical(old) == canonical(body):
+                return version, old
+            return self.add_manifest(s, body, reason), body

