@@ -142,7 +142,7 @@ def test_bms_matches_brute_force(priors, B: int, t: float) -> None:
     # each position is an optimal assignment given the positions before it ...
     for pos in range(3):
         prefixes = [s[:pos] for s in seqs]
-        got = sum(sequence_score(q, s[:pos + 1], t) - sequence_score(q, s[:pos], t) for s in seqs)
+        got = sum((pos + 1) * max(0.0, 1 - sum(q[k] for k in s[:pos]) - q[s[pos]]) ** t for s in seqs)
         best, _ = _brute_position(q, prefixes, B, 3, t)
         assert got == pytest.approx(best, rel=1e-6, abs=1e-300)
     # ... and the whole plan scores as the brute-force greedy optimum
@@ -183,13 +183,13 @@ def test_bms_beyond_l_gives_distinct_permutations(L: int, B: int, seed: int) -> 
     assert len(seqs) == B
     assert all(_is_permutation(s, L) for s in seqs)
     assert len(set(seqs)) == B
-    assert len({s[0] for s in seqs}) == L  # B > L: every slice is first somewhere
+    assert max(Counter(s[0] for s in seqs).values()) <= -(-B // L)  # slices offered ceil(B/L) times
     assert bms(priors, B) == seqs  # deterministic
 
 
 def test_bms_with_fewer_sequences_has_distinct_first_slices() -> None:
     seqs = bms([0.6, 0.3, 0.1], 2)
-    assert [s[0] for s in seqs] == [2, 1] or sorted(s[0] for s in seqs) == [1, 2]
+    assert sorted(s[0] for s in seqs) == [1, 2]
     assert all(s[-1] == 0 for s in seqs)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from s3t.errors import ConfigError
@@ -18,7 +19,8 @@ def _ids(n: int) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("n", "m", "L"), [(6, 2, 3), (7, 2, 3), (100, 5, 6), (101, 5, 6), (1003, 7, 4), (59, 1, 1), (30, 30, 1)]
+    ("n", "m", "L"),
+    [(6, 2, 3), (7, 2, 3), (100, 5, 6), (101, 5, 6), (1003, 7, 4), (59, 1, 1), (30, 30, 1), (48, 2, 4), (95, 6, 3)],
 )
 def test_sizes_are_balanced(n: int, m: int, L: int) -> None:
     pairs = assign_shards(_ids(n), m, L, seed=3)
@@ -36,6 +38,14 @@ def test_sizes_are_balanced(n: int, m: int, L: int) -> None:
 def test_exactly_one_record_per_slice_when_n_equals_m_times_l() -> None:
     pairs = assign_shards(_ids(12), 3, 4, seed=0)
     assert sorted(pairs) == [(sh, sl) for sh in range(3) for sl in range(4)]
+
+
+def test_follows_the_documented_dealing_rule() -> None:
+    # sorted ids, permuted by default_rng(seed), i-th goes to (i % m, (i // m) % L)
+    ids = _ids(37)
+    perm = np.random.default_rng(9).permutation(37)
+    expected = {ids[k]: (i % 4, (i // 4) % 3) for i, k in enumerate(perm)}
+    assert dict(zip(ids, assign_shards(ids, 4, 3, seed=9))) == expected
 
 
 def test_deterministic_for_same_seed() -> None:

@@ -168,6 +168,8 @@ def _fill_position(gain: np.ndarray, prefixes: np.ndarray, n_slices: int) -> np.
         try:
             rows, cols = linear_sum_assignment(np.tile(gain, (1, copies)), maximize=True)
         except ValueError:  # infeasible: some slice is needed more often
+            if copies >= budget:  # cannot happen: every row keeps an allowed slice
+                raise
             copies += 1
             continue
         chosen = cols[np.argsort(rows)] % n_slices

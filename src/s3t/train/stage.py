@@ -78,7 +78,7 @@ class StageResult:
     train_loss: float
     val_accuracy: float | None
     seconds: float
-    extra: dict = field(default_factory=dict)
+    model: AdaptedEncoder | None = field(default=None, repr=False)  # the trained model, not persisted
 
 
 def build_model(base: nn.Module, cfg: TrainConfig, spec: StageSpec, n_labels: int) -> AdaptedEncoder:
@@ -135,6 +135,7 @@ def train_stage(
         train_loss=float(sum(losses[-len(batches):]) / max(1, len(losses[-len(batches):]))),
         val_accuracy=val_acc,
         seconds=time.perf_counter() - start,
+        model=model,
     )
 
 

@@ -74,7 +74,8 @@ class StageRunner:
     def set_validation(self, ids: Sequence[str]) -> None:
         self.validation_ids = tuple(ids)
 
-    def _examples(self, key: object, ids: Sequence[str], level: int) -> Examples:
+    def examples(self, key: object, ids: Sequence[str], level: int) -> Examples:
+        """Inputs of records ``ids`` at ``level``; ``key`` names the cache group they are computed in."""
         labels = [self.labels[i] for i in ids]
         if self.cache is None:
             return Examples(labels, tokens=[self.tokens[i] for i in ids], pad_id=self.pad_id)
@@ -82,7 +83,7 @@ class StageRunner:
         return Examples(labels, hidden=self.cache.get(key, level))
 
     def examples_for(self, slices: Sequence[SliceData], level: int) -> Examples:
-        parts = [self._examples(("slice", sd.version_id), sd.record_ids, level) for sd in slices]
+        parts = [self.examples(("slice", sd.version_id), sd.record_ids, level) for sd in slices]
         merged = Examples(labels=[y for p in parts for y in p.labels], pad_id=self.pad_id)
         if self.cache is None:
             merged.tokens = [t for p in parts for t in p.tokens]
@@ -93,7 +94,7 @@ class StageRunner:
     def validation(self, level: int) -> Examples | None:
         if not self.validation_ids:
             return None
-        return self._examples(("validation",), self.validation_ids, level)
+        return self.examples(("validation",), self.validation_ids, level)
 
     def spec(self, shard: int, prefix: Sequence[int]) -> StageSpec:
         return StageSpec(
@@ -135,7 +136,3 @@ class StageRunner:
     def drop_slice(self, version_id: int) -> None:
         if self.cache is not None:
             self.cache.drop(("slice", version_id))
-
-
-def tokenize_texts(backbone: Backbone, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    return tokenize(backbone.tokenizer, texts, max_length)

@@ -1,0 +1,273 @@
+"""``s3t`` command line: a thin layer over the public API (``s3t.S3T``).
+
+Each command opens the library object, makes one call and prints. s3t errors become a
+clean message and exit code 2 in one place (:func:`main`); read commands take ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import S3TError
+
+app = typer.Typer(
+    help="s3t — exact machine unlearning (Sequence-aware Sharded Sliced Training).\n\n"
+    "Train an ensemble whose every checkpoint has a known data lineage; forget records in "
+    "milliseconds by serving only checkpoints that never saw them; prove it with an audit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+WorkspaceOpt = typer.Option(Path("s3t-workspace"), "--workspace", "-w", help="Workspace directory (ledger + checkpoints).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL of the ledger (default: SQLite inside the workspace).")
+
+
+def _emit(data: Any, as_json: bool, render=None) -> None:
+    if as_json or render is None:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        render(data)
+
+
+def _progress():
+    """A rich progress bar driven by the estimator's (description, increment, total) callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    tasks: dict[str, int] = {}
+
+    done: dict[str, int] = {}
+
+    def callback(desc: str, n: int, total: int) -> None:
+        if desc not in tasks:
+            tasks[desc] = bar.add_task(desc, total=total)
+            done[desc] = 0
+        bar.update(tasks[desc], advance=n)
+        if not console.is_terminal:  # logs and CI: a plain line every 10%
+            before, done[desc] = done[desc], done[desc] + n
+            if total and (10 * done[desc]) // total > (10 * before) // total:
+                console.print(f"{desc}: {100 * done[desc] // total}% ({done[desc]}/{total} examples)")
+
+    return bar, callback
+
+
+@app.command()
+def train(
+    workspace: Path = WorkspaceOpt,
+    data: Optional[Path] = typer.Option(None, "--data", help="Training data: CSV or JSONL with text,label[,id,subject]."),
+    validation: Optional[Path] = typer.Option(None, "--validation", help="Validation data (same format); used to break ties."),
+    dataset: str = typer.Option("movie_reviews", "--dataset", help="Built-in dataset when --data is not given: movie_reviews | trec."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded subset of this many rows of the built-in dataset."),
+    config: Optional[Path] = typer.Option(None, "--config", help="S3T config JSON (plan/train/serve); flags below override it."),
+    shards: Optional[int] = typer.Option(None, "--shards", "-m", help="m: number of shards."),
+    slices: Optional[int] = typer.Option(None, "--slices", "-L", help="L: slices per shard (divides the layer count)."),
+    budget: Optional[int] = typer.Option(None, "--budget", "-B", help="B: sequences per shard."),
+    selection: Optional[str] = typer.Option(None, "--selection", help="cyclic | bms"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
+    model: Optional[str] = typer.Option(None, "--model", help="Built-in model name or a local HF encoder directory."),
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Train an S3T ensemble into a new workspace.
+
+    Example: s3t train -w ws --limit 3000 -m 3 -L 3 -B 3 --epochs 1
+    """
+    from dataclasses import replace
+
+    from .config import S3TConfig
+    from .data import load_builtin
+    from .estimator import S3T
+
+    cfg = S3TConfig.load(config) if config else S3TConfig()
+    plan = {k: v for k, v in dict(shards=shards, slices=slices, budget=budget, selection=selection).items() if v is not None}
+    tr = {k: v for k, v in dict(epochs=epochs, model=model).items() if v is not None}
+    cfg = S3TConfig(plan=replace(cfg.plan, **plan), train=replace(cfg.train, **tr), serve=cfg.serve)
+    if data is None:
+        splits = load_builtin(dataset, limit=limit, seed=cfg.plan.seed)
+        train_data, val_data = splits.train, splits.validation
+    else:
+        train_data, val_data = data, validation
+    bar, callback = _progress()
+    with bar:
+        est = S3T(cfg, workspace=workspace, db=db).fit(train_data, validation=val_data, progress=callback)
+    st = est.status()
+    console.print(f"[green]trained[/] {st['checkpoints']} checkpoints; served prefix per shard: {st['served']}")
+
+
+@app.command()
+def predict(
+    texts: list[str] = typer.Argument(None, help="Texts to classify."),
+    workspace: Path = WorkspaceOpt,
+    file: Optional[Path] = typer.Option(None, "--file", help="Read texts from a file, one per line."),
+    as_json: bool = JsonOpt,
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Classify texts with the served ensemble."""
+    from .estimator import S3T
+
+    items = list(texts or [])
+    if file:
+        items += [line for line in file.read_text().splitlines() if line.strip()]
+    if not items:
+        raise typer.BadParameter("give texts as arguments or --file")
+    est = S3T.load(workspace, db=db)
+    proba = est.predict_proba(items)
+    rows = [{"text": t, "label": str(est.classes_[p.argmax()]), "probabilities": {str(c): float(v) for c, v in zip(est.classes_, p)}}
+            for t, p in zip(items, proba)]
+
+    def render(rows):
+        table = Table("label", "p", "text")
+        for r in rows:
+            table.add_row(r["label"], f"{max(r['probabilities'].values()):.3f}", r["text"][:80])
+        out.print(table)
+
+    _emit(rows, as_json, render)
+
+
+@app.command()
+def forget(
+    record_ids: list[str] = typer.Argument(None, help="Ids of the training records to forget."),
+    workspace: Path = WorkspaceOpt,
+    subject: Optional[str] = typer.Option(None, "--subject", help="Forget every record of this subject instead."),
+    as_json: bool = JsonOpt,
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Forget records exactly: durable, served within milliseconds, with a hash-chained receipt."""
+    from .estimator import S3T
+
+    est = S3T.load(workspace, db=db)
+    receipt = est.forget(record_ids=record_ids or None, subject=subject) if subject else est.forget(record_ids=record_ids or [])
+
+    def render(d):
+        note = "" if receipt.created else " [yellow](already recorded: original receipt)[/]"
+        out.print(f"request {d['request_id']}{note}\n  records: {len(d['record_ids'])}  affected shards: {d['affected_shards']}\n"
+                  f"  served prefix before: {d['served_before']}\n  served prefix after:  {d['served_after']}\n  receipt hash: {d['hash']}")
+
+    _emit(receipt.to_dict(), as_json, render)
+
+
+@app.command()
+def status(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt) -> None:
+    """Shards, sequences and the served prefix of each shard."""
+    from .estimator import S3T
+
+    st = S3T.load(workspace, db=db).status()
+
+    def render(st):
+        table = Table("shard", "served stage", "sequence", "checkpoint", "val acc")
+        for shard, d in st["served_detail"].items():
+            table.add_row(shard, str(0 if d is None else d["stage"]), "-" if d is None else str(d["sequence"]),
+                          "dead" if d is None else d["checkpoint"], "-" if not d or d["val_accuracy"] is None else f"{d['val_accuracy']:.3f}")
+        out.print(table)
+        out.print(f"m={st['shards']} L={st['slices']} B={st['budget']} ({st['selection']}); live shards {st['live_shards']}; "
+                  f"deleted records {st['deleted_records']} in {st['requests']} request(s); manifest v{st['manifest_version']}")
+
+    _emit(st, as_json, render)
+
+
+@app.command()
+def audit(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt) -> None:
+    """Check lineages, checkpoint hashes, erasure and the receipt chain. Exit 1 on any failure."""
+    from .audit import audit as run_audit
+    from .store.workspace import Workspace
+
+    report = run_audit(Workspace(workspace, db_url=db))
+
+    def render(r):
+        for c in report.checks:
+            out.print(f"{'[green]ok  [/]' if c.ok else '[red]FAIL[/]'} {c.name:9s} {c.detail}")
+        out.print("[green]audit passed[/]" if report.ok else "[red]audit FAILED[/]")
+
+    _emit(report.to_dict(), as_json, render)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    shards: int = typer.Option(5, "--shards", "-m"),
+    slices: int = typer.Option(6, "--slices", "-L"),
+    budget: int = typer.Option(6, "--budget", "-B"),
+    selection: str = typer.Option("cyclic", "--selection", help="cyclic | bms"),
+    priors: Optional[str] = typer.Option(None, "--priors", help="Comma-separated per-slice deletion priors (bms and the request stream)."),
+    trials: int = typer.Option(500, "--trials"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Deletion rate: expected deletions before every shard is dead (simulated vs m·L·H(m·min(B,L)))."""
+    from .plan import select_sequences, simulate as run
+
+    pri = [float(x) for x in priors.split(",")] if priors else None
+    seqs = select_sequences(selection, slices, budget, pri)
+    res = run(shards, slices, seqs, trials=trials, seed=seed, priors=pri).to_dict()
+    res.update({"shards": shards, "slices": slices, "budget": budget, "selection": selection})
+
+    def render(r):
+        out.print(f"m={shards} L={slices} B={budget} {selection}: simulated deletion rate {r['deletion_rate']:.1f} "
+                  f"± {r['std']:.1f} over {trials} trials; theory m·L·H(m·min(B,L)) = {r['theory']:.1f}")
+
+    _emit(res, as_json, render)
+
+
+@app.command()
+def demo(
+    workspace: Path = typer.Option(Path("s3t-demo"), "--workspace", "-w", help="Where to put the demo workspace (replaced)."),
+    limit: Optional[int] = typer.Option(6000, "--limit", help="Rows of the movie-review dataset to use (0 = all)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train on the movie-review snippets, forget a batch of records, audit — about 10 minutes on 2 cores."""
+    import shutil
+
+    from .demo import DemoOptions, run_demo
+
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    bar, callback = _progress()
+    lines: list[str] = []
+
+    def say(msg: str) -> None:
+        lines.append(msg)
+        bar.console.print(msg) if bar.live.is_started else console.print(msg)
+
+    with bar:
+        result = run_demo(DemoOptions(workspace=workspace, limit=limit or None), say=say, progress=callback)
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+    if not result["audit"]["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: s3t errors become one clean line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except S3TError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except Exception as exc:  # click usage errors etc.
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""Tests of forgetting (s3t.forget through S3T.forget): receipts, the cut, idempotency, erasure, serving."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import func, select
+
+from s3t.errors import DataError, NoLiveModelError, NotFittedError, UnknownRecordError
+from s3t.forget import GENESIS, verify_chain
+from s3t.store.schema import DeletionRequest, Manifest, Receipt as ReceiptRow
+from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
+
+PROBE = ["a really great film", "the plot was awful", "boring acting", "superb story", "film", "quite fun"]
+
+
+# -- independent expectations --------------------------------------------------------------------
+
+
+def record_in(est, shard: int, sl: int, n: int = 0) -> str:
+    """The n-th training record id placed in (shard, slice), per the ledger."""
+    ids = [r.id for r in est.ws_.ledger.records("train") if r.shard == shard and r.slice == sl]
+    return ids[n]
+
+
+def expected_entry(est, shard: int, deleted: set[str]):
+    """(stage, sequence, prefix) the serving rule must pick for ``shard``, computed from the raw ledger."""
+    led = est.ws_.ledger
+    where = {r.id: (r.shard, r.slice) for r in led.records("train")}
+    bad = {where[i][1] for i in deleted if where[i][0] == shard}
+    acc = {c.prefix: c.val_accuracy for c in led.checkpoints() if c.shard == shard}
+    candidates = []
+    for j, order in enumerate(led.sequences()[shard]):
+        n = next((k for k, sl in enumerate(order) if sl in bad), len(order))
+        if n:
+            prefix = ",".join(map(str, order[:n]))
+            a = acc[prefix]
+            candidates.append((n, a if a is not None else -1.0, -j, prefix))
+    if not candidates:
+        return None
+    n, _, negj, prefix = max(candidates)
+    return n, -negj, prefix
+
+
+def snapshot(est) -> dict:
+    """Everything a forget could change."""
+    led, ws = est.ws_.ledger, est.ws_
+    with led.Session() as s:
+        requests = sorted(s.scalars(select(DeletionRequest.id)))
+        receipt_rows = [(r.request_id, r.seq, r.hash) for r in s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq))]
+        n_manifests = s.scalar(select(func.count()).select_from(Manifest))
+    return {
+        "manifest": led.latest_manifest(),
+        "n_manifests": n_manifests,
+        "deleted": sorted(led.deleted_ids()),
+        "requests": requests,
+        "receipts": receipt_rows,
+        "texts": {r.id: r.text for r in led.records("train") + led.records("validation")},
+        "purged": sorted(c.id for c in led.checkpoints() if c.purged),
+        "files": sorted(str(p.relative_to(ws.path)) for p in ws.path.rglob("*.safetensors")),
+        "served_json": ws.read_served(),
+    }
+
+
+def manual_proba(est, model_dir: str, texts: list[str]) -> np.ndarray:
+    """Mean-logit ensemble of the served checkpoints, built by hand: full forward from token ids, one text at a time."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from s3t.store.checkpoints import load_checkpoint
+    from s3t.train.layers import adapted_layers, layer_groups
+    from s3t.train.model import AdaptedEncoder
+
+    base = AutoModel.from_pretrained(model_dir, local_files_only=True, add_pooling_layer=False).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    groups = layer_groups(base.config.num_hidden_layers, est.config.plan.slices)
+    _, manifest = est.ws_.ledger.latest_manifest()
+    per_shard = []
+    for _, entry in sorted(manifest["shards"].items()):
+        if entry is None:
+            continue
+        c = est.ws_.ledger.checkpoint(entry["checkpoint"])
+        state, meta = load_checkpoint(est.ws_.resolve(c.path), sha256=c.sha256)
+        assert int(meta["stage"]) == c.stage == entry["stage"]
+        model = AdaptedEncoder(base, est.config.train.lora, adapted_layers(groups, c.stage), len(est.classes_))
+        model.load_state(state)
+        model.eval()
+        rows = []
+        with torch.no_grad():
+            for t in texts:
+                ids = torch.tensor([tok(t, truncation=True, max_length=est.config.train.max_length)["input_ids"]])
+                rows.append(model(ids, torch.ones_like(ids))[0])
+        per_shard.append(torch.stack(rows))
+    assert per_shard, "no live shard"
+    return torch.softmax(torch.stack(per_shard).mean(0), -1).numpy()
+
+
+# -- the receipt ---------------------------------------------------------------------------------
+
+
+def test_forget_one_record_receipt(fitted):
+    led = fitted.ws_.ledger
+    rid = record_in(fitted, shard=0, sl=1)
+    shard = next(r.shard for r in led.records("train") if r.id == rid)
+    before = {k: (0 if v is None else v["stage"]) for k, v in led.latest_manifest()[1]["shards"].items()}
+    old_other = led.latest_manifest()[1]["shards"]["1"]
+
+    receipt = fitted.forget(record_ids=[rid])
+
+    assert receipt.created is True
+    assert receipt.request_id.startswith("req-")
+    assert receipt.body["record_ids"] == [rid]
+    assert receipt.affected_shards == [shard]
+    assert receipt.body["newly_deleted"] == 1 and receipt.body["subject"] is None
+    assert receipt.prev_hash == GENESIS == "0" * 64 and receipt.body["seq"] == 1
+    assert receipt.before == before
+    version, manifest = led.latest_manifest()
+    assert receipt.body["manifest_version"] == version
+    want = expected_entry(fitted, shard, {rid})
+    assert receipt.after[str(shard)] == want[0] < before[str(shard)]
+    assert receipt.after["1"] == before["1"] and manifest["shards"]["1"] == old_other
+    # the hash is the sha256 of the canonical JSON of the body
+    canon = json.dumps(receipt.body, sort_keys=True, separators=(",", ":"))
+    assert receipt.hash == hashlib.sha256(canon.encode()).hexdigest()
+    assert receipt.to_dict()["hash"] == receipt.hash
+    # and it is stored: the request, the deletion, the receipt
+    assert led.deleted_ids() == {rid}
+    assert [r.hash for r in fitted.receipts()] == [receipt.hash]
+    assert fitted.status()["requests"] == 1 and fitted.status()["deleted_records"] == 1
+
+
+@pytest.mark.parametrize("shard", [0, 1])
+@pytest.mark.parametrize("sl", [0, 1, 2])
+def test_served_stage_drops_to_the_longest_clean_prefix(fitted_ws, shard, sl):
+    led = fitted_ws.ws_.ledger
+    _, old = led.latest_manifest()
+    rid = record_in(fitted_ws, shard, sl)
+    receipt = fitted_ws.forget([rid])
+    _, new = led.latest_manifest()
+    stage, seq, prefix = expected_entry(fitted_ws, shard, {rid})
+    entry = new["shards"][str(shard)]
+    assert (entry["stage"], entry["sequence"]) == (stage, seq)
+    assert led.checkpoint(entry["checkpoint"]).prefix == prefix
+    assert str(sl) not in prefix.split(",")
+    assert receipt.after[str(shard)] == stage
+    other = str(1 - shard)
+    assert new["shards"][other] == old["shards"][other]
+    assert fitted_ws.status()["served"] == {str(shard): stage, other: old["shards"][other]["stage"]}
+
+
+def test_two_slices_of_one_shard_in_one_request(fitted_ws):
+    ids = [record_in(fitted_ws, 0, 0), record_in(fitted_ws, 0, 1), record_in(fitted_ws, 0, 1, n=1)]
+    receipt = fitted_ws.forget(ids)
+    stage, seq, _ = expected_entry(fitted_ws, 0, set(ids))
+    entry = fitted_ws.ws_.ledger.latest_manifest()[1]["shards"]["0"]
+    assert (entry["stage"], entry["sequence"]) == (stage, seq)
+    assert receipt.after["0"] == stage and receipt.affected_shards == [0]
+    assert receipt.body["record_ids"] == sorted(ids) and receipt.body["newly_deleted"] == 3
+
+
+def test_successive_forgets_accumulate(fitted_ws):
+    first, second = record_in(fitted_ws, 1, 2), record_in(fitted_ws, 1, 0)
+    r1 = fitted_ws.forget([first])
+    r2 = fitted_ws.forget([second])
+    assert r2.before == r1.after
+    stage, _, _ = expected_entry(fitted_ws, 1, {first, second})
+    assert r2.after["1"] == stage
+    assert fitted_ws.ws_.ledger.latest_manifest()[1]["shards"]["1"]["stage"] == stage
+
+
+# -- idempotency -----------------------------------------------------------------------------------
+
+
+def test_same_request_again_returns_the_same_receipt_and_changes_nothing(fitted_ws):
+    a, b = record_in(fitted_ws, 0, 2), record_in(fitted_ws, 1, 1)
+    first = fitted_ws.forget([a, b])
+    state = snapshot(fitted_ws)
+    for again in ([a, b], [b, a], [b, a, b, a]):
+        r = fitted_ws.forget(again)
+        assert r.created is False
+        assert r.hash == first.hash and r.body == first.body and r == first
+        assert snapshot(fitted_ws) == state
+
+
+def test_subject_request_again_returns_the_same_receipt(fitted_ws):
+    first = fitted_ws.forget(subject="user4")
+    state = snapshot(fitted_ws)
+    again = fitted_ws.forget(subject="user4")
+    assert again.created is False and again.hash == first.hash
+    assert snapshot(fitted_ws) == state
+
+
+def test_forget_a_single_string_id(fitted_ws):
+    rid = record_in(fitted_ws, 0, 0)
+    receipt = fitted_ws.forget(rid)
+    assert receipt.body["record_ids"] == [rid]
+    assert fitted_ws.ws_.ledger.deleted_ids() == {rid}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: forget.request_key runs sorted(set(record_ids)) on a bare string id "
+                   "(before resolve_request wraps it in a list), so the idempotency key is the id's character set: "
+                   "forget('r1-12') then forget('r1-21') returns the first receipt and r1-21 is never deleted")
+def test_single_string_ids_with_the_same_characters_are_different_requests(fitted_ws):
+    ids = {r.id for r in fitted_ws.ws_.ledger.records("train")}
+    assert {"r1-12", "r1-21"} <= ids
+    fitted_ws.forget("r1-12")
+    second = fitted_ws.forget("r1-21")
+    assert second.created is True
+    assert "r1-21" in fitted_ws.ws_.ledger.deleted_ids()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: request_key('id') != request_key(['id']) (see above), so the same request "
+                   "given as a string and then as a list creates a second request, receipt and manifest version")
+def test_string_and_list_forms_are_the_same_request(fitted_ws):
+    rid = record_in(fitted_ws, 0, 0)
+    first = fitted_ws.forget(rid)
+    state = snapshot(fitted_ws)
+    again = fitted_ws.forget([rid])
+    assert again.created is False and again.hash == first.hash
+    assert snapshot(fitted_ws) == state
+
+
+# -- invalid requests change nothing ------------------------------------------------------------------
+
+
+def test_unknown_id_raises_and_changes_nothing(fitted_ws):
+    state = snapshot(fitted_ws)
+    with pytest.raises(UnknownRecordError) as info:
+        fitted_ws.forget(["no-such-record"])
+    assert isinstance(info.value, KeyError)
+    assert "no-such-record" in str(info.value)
+    assert snapshot(fitted_ws) == state
+
+
+def test_known_and_unknown_ids_together_delete_nothing(fitted_ws):
+    known = record_in(fitted_ws, 0, 0)
+    state = snapshot(fitted_ws)
+    with pytest.raises(UnknownRecordError, match="ghost-7"):
+        fitted_ws.forget([known, "ghost-7"])
+    assert snapshot(fitted_ws) == state
+    assert known not in fitted_ws.ws_.ledger.deleted_ids()
+
+
+def test_unknown_subject_raises_and_changes_nothing(fitted_ws):
+    state = snapshot(fitted_ws)
+    with pytest.raises(UnknownRecordError, match="nobody"):
+        fitted_ws.forget(subject="nobody")
+    assert snapshot(fitted_ws) == state
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"record_ids": []}, "empty"),
+    ({}, "exactly one"),
+    ({"record_ids": ["x"], "subject": "user1"}, "exactly one"),
+    ({"subject": ""}, "subject"),
+])
+def test_malformed_request_is_a_data_error_and_changes_nothing(fitted_ws, kwargs, match):
+    state = snapshot(fitted_ws)
+    with pytest.raises(DataError, match=match):
+        fitted_ws.forget(**kwargs)
+    assert snapshot(fitted_ws) == state
+
+
+def test_validation_record_is_a_data_error_and_changes_nothing(fitted_ws, fitted_template):
+    val_id = fitted_template.val[0]["id"]
+    assert val_id in {r.id for r in fitted_ws.ws_.ledger.records("validation")}
+    state = snapshot(fitted_ws)
+    with pytest.raises(DataError, match=val_id):
+        fitted_ws.forget([val_id])
+    assert snapshot(fitted_ws) == state
+
+
+def test_forget_before_fit_is_not_fitted_error(tmp_path):
+    from s3t import S3T
+
+    with pytest.raises(NotFittedError):
+        S3T(workspace=tmp_path / "ws").forget(["a"])
+
+
+# -- subject -----------------------------------------------------------------------------------------
+
+
+def test_subject_deletes_all_and_only_its_training_records(fitted_ws, fitted_template):
+    want = sorted(r["id"] for r in fitted_template.train if r.get("subject") == "user3")
+    val_same_subject = [r["id"] for r in fitted_template.val if r.get("subject") == "user3"]
+    assert want and val_same_subject  # the fixture makes the test meaningful
+    receipt = fitted_ws.forget(subject="user3")
+    led = fitted_ws.ws_.ledger
+    assert sorted(led.deleted_ids()) == want
+    assert receipt.body["record_ids"] == want and receipt.body["subject"] == "user3"
+    shard_of = {r.id: r.shard for r in led.records("train")}
+    assert receipt.affected_shards == sorted({shard_of[i] for i in want})
+    texts = {r.id: r.text for r in led.records("validation")}
+    assert all(texts[i] == fitted_template.texts[i] for i in val_same_subject)  # validation untouched
+    for shard in (0, 1):
+        expected = expected_entry(fitted_ws, shard, set(want))
+        entry = led.latest_manifest()[1]["shards"][str(shard)]
+        assert (None if entry is None else entry["stage"]) == (None if expected is None else expected[0])
+
+
+# -- receipts chain ------------------------------------------------------------------------------------
+
+
+def test_receipts_are_hash_chained(fitted_ws):
+    r1 = fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    r2 = fitted_ws.forget(subject="user7")
+    r3 = fitted_ws.forget([record_in(fitted_ws, 1, 2)])
+    assert r1.prev_hash == GENESIS
+    assert r2.prev_hash == r1.hash and r3.prev_hash == r2.hash
+    assert [r.body["seq"] for r in (r1, r2, r3)] == [1, 2, 3]
+    stored = fitted_ws.receipts()
+    assert [r.hash for r in stored] == [r1.hash, r2.hash, r3.hash]
+    assert [r.body for r in stored] == [r1.body, r2.body, r3.body]
+    assert verify_chain(stored) == []
+    # a chain with a receipt removed no longer verifies
+    assert verify_chain([stored[0], stored[2]]) != []
+
+
+# -- erasure -----------------------------------------------------------------------------------------
+
+
+def test_record_text_is_erased_but_its_hash_kept(fitted_ws, fitted_template):
+    rid = record_in(fitted_ws, 1, 1)
+    fitted_ws.forget([rid])
+    rows = {r.id: r for r in fitted_ws.ws_.ledger.records("train")}
+    assert rows[rid].text is None
+    assert rows[rid].text_sha256 == hashlib.sha256(fitted_template.texts[rid].encode("utf-8")).hexdigest()
+    others = {i: r.text for i, r in rows.items() if i != rid}
+    assert others == {i: fitted_template.texts[i] for i in others}
+
+
+def test_cut_checkpoint_files_are_deleted(fitted_ws):
+    ws, led = fitted_ws.ws_, fitted_ws.ws_.ledger
+    rid = record_in(fitted_ws, 0, 1)
+    fitted_ws.forget([rid])
+    cut = {c.id for c in led.checkpoints() if c.shard == 0 and "1" in c.prefix.split(",")}
+    assert cut  # the cut is not empty: every sequence holds slice 1 somewhere
+    for c in led.checkpoints():
+        path = ws.resolve(c.path)
+        if c.id in cut:
+            assert not path.exists(), c.id
+            assert c.purged, c.id
+        else:
+            assert path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == c.sha256, c.id
+            assert not c.purged, c.id
+
+
+# -- serving after forget ------------------------------------------------------------------------------
+
+
+def test_forgetting_every_first_slice_kills_every_shard(fitted_ws):
+    assert fitted_ws.predict(PROBE).shape == (len(PROBE),)  # ensemble loaded before the forget
+    doomed = [record_in(fitted_ws, shard, sl) for shard in (0, 1) for sl in (0, 1, 2)]
+    receipt = fitted_ws.forget(doomed)
+    assert receipt.after == {"0": 0, "1": 0}
+    status = fitted_ws.status()
+    assert status["live_shards"] == 0 and status["served"] == {"0": 0, "1": 0}
+    with pytest.raises(NoLiveModelError, match="retrain") as info:
+        fitted_ws.predict(PROBE)
+    assert "no model" in str(info.value).lower()
+    with pytest.raises(NoLiveModelError):
+        fitted_ws.predict_proba(PROBE)
+    assert fitted_ws.audit().ok
+    # every checkpoint file is gone
+    assert list(fitted_ws.ws_.path.rglob("*.safetensors")) == []
+
+
+@pytest.mark.parametrize("doomed_slices", [[(0, 0)], [(1, 0), (1, 1), (1, 2)]], ids=["shard0-cut", "shard1-dead"])
+def test_predictions_equal_the_mean_logit_ensemble_of_the_served_checkpoints(fitted_ws, fitted_template, doomed_slices):
+    from s3t import S3T
+
+    before = fitted_ws.predict_proba(PROBE)  # the ensemble is loaded and must be swapped by forget
+    np.testing.assert_allclose(before, manual_proba(fitted_ws, fitted_template.model, PROBE), atol=1e-5)
+    fitted_ws.forget([record_in(fitted_ws, sh, sl) for sh, sl in doomed_slices])
+    after = fitted_ws.predict_proba(PROBE)
+    expected = manual_proba(fitted_ws, fitted_template.model, PROBE)
+    np.testing.assert_allclose(after, expected, atol=1e-5)
+    assert not np.allclose(after, before, atol=1e-5)  # the served ensemble did change
+    np.testing.assert_allclose(after.sum(-1), 1.0, atol=1e-6)
+    assert list(fitted_ws.predict(PROBE)) == list(fitted_ws.classes_[expected.argmax(-1)])
+    reloaded = S3T.load(fitted_ws.ws_.path)
+    np.testing.assert_allclose(reloaded.predict_proba(PROBE), expected, atol=1e-5)

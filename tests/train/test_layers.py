@@ -1,0 +1,54 @@
+"""Layer groups are top-first and LoRA lands on exactly the requested layers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from s3t.config import LoraSettings
+from s3t.errors import ConfigError
+from s3t.train.backbone import load_backbone
+from s3t.train.layers import adapted_layers, attach_lora, layer_groups
+
+LORA_NAME = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(query|value)\.lora_[AB]\.")
+
+
+def adapter_layers(peft_model) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {}
+    for name, _ in peft_model.named_parameters():
+        if "lora_" in name:
+            m = LORA_NAME.search(name)
+            assert m, f"adapter outside the attention query/value modules: {name}"
+            found.setdefault(int(m.group(1)), set()).add(m.group(2))
+    return found
+
+
+def test_groups_are_top_first():
+    assert layer_groups(6, 3) == [[4, 5], [2, 3], [0, 1]]
+    assert layer_groups(6, 6) == [[5], [4], [3], [2], [1], [0]]
+    assert layer_groups(12, 2) == [list(range(6, 12)), list(range(0, 6))]
+    assert adapted_layers(layer_groups(6, 3), 2) == [2, 3, 4, 5]
+
+
+def test_groups_must_divide_layers():
+    with pytest.raises(ConfigError, match="plan.slices"):
+        layer_groups(6, 4)
+
+
+@pytest.mark.parametrize("layers", [[1], [0, 1], [10, 11], [2, 11]])
+def test_adapters_on_exact_layers_of_12(tiny_model_12, layers):
+    """With 12 layers, substring matching of 'layer.1' would also hit layers 10 and 11."""
+    base = load_backbone(tiny_model_12).model
+    peft_model = attach_lora(base, LoraSettings(rank=2, alpha=4), layers)
+    found = adapter_layers(peft_model)
+    assert sorted(found) == sorted(layers)
+    assert all(mods == {"query", "value"} for mods in found.values())
+
+
+def test_structural_copy_shares_frozen_base(tiny_model):
+    base = load_backbone(tiny_model).model
+    peft_model = attach_lora(base, LoraSettings(rank=2, alpha=4), [5])
+    wrapped = peft_model.base_model.model
+    assert wrapped.embeddings.word_embeddings.weight is base.embeddings.word_embeddings.weight
+    assert not any("lora_" in n for n, _ in base.named_parameters()), "the pristine backbone must stay unadapted"
