@@ -130,9 +130,6 @@ def test_priors_are_checked_against_the_slice_count():
         PlanConfig(slices=2, priors=[0.1, 0.2, 0.7])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LoraSettings/TrainConfig/ServeConfig.__post_init__ only compare values "
-                   "(no type check as PlanConfig has): a string or None from a hand-edited s3t.json raises a raw "
-                   "TypeError, and a float 'integer' (rank 2.5, epochs 1.5) is accepted")
 @pytest.mark.parametrize("cls,kwargs,name", [
     (TrainConfig, {"epochs": "2"}, "train.epochs"),
     (LoraSettings, {"rank": "8"}, "lora.rank"),

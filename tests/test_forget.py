@@ -8,62 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from sqlalchemy import func, select
 
 from s3t.errors import DataError, NoLiveModelError, NotFittedError, UnknownRecordError
 from s3t.forget import GENESIS, verify_chain
-from s3t.store.schema import DeletionRequest, Manifest, Receipt as ReceiptRow
-from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
+from tests.fitted_copy import expected_entry, fitted_template, fitted_ws, record_in, snapshot  # noqa: F401  (fixtures)
 
 PROBE = ["a really great film", "the plot was awful", "boring acting", "superb story", "film", "quite fun"]
-
-
-# -- independent expectations --------------------------------------------------------------------
-
-
-def record_in(est, shard: int, sl: int, n: int = 0) -> str:
-    """The n-th training record id placed in (shard, slice), per the ledger."""
-    ids = [r.id for r in est.ws_.ledger.records("train") if r.shard == shard and r.slice == sl]
-    return ids[n]
-
-
-def expected_entry(est, shard: int, deleted: set[str]):
-    """(stage, sequence, prefix) the serving rule must pick for ``shard``, computed from the raw ledger."""
-    led = est.ws_.ledger
-    where = {r.id: (r.shard, r.slice) for r in led.records("train")}
-    bad = {where[i][1] for i in deleted if where[i][0] == shard}
-    acc = {c.prefix: c.val_accuracy for c in led.checkpoints() if c.shard == shard}
-    candidates = []
-    for j, order in enumerate(led.sequences()[shard]):
-        n = next((k for k, sl in enumerate(order) if sl in bad), len(order))
-        if n:
-            prefix = ",".join(map(str, order[:n]))
-            a = acc[prefix]
-            candidates.append((n, a if a is not None else -1.0, -j, prefix))
-    if not candidates:
-        return None
-    n, _, negj, prefix = max(candidates)
-    return n, -negj, prefix
-
-
-def snapshot(est) -> dict:
-    """Everything a forget could change."""
-    led, ws = est.ws_.ledger, est.ws_
-    with led.Session() as s:
-        requests = sorted(s.scalars(select(DeletionRequest.id)))
-        receipt_rows = [(r.request_id, r.seq, r.hash) for r in s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq))]
-        n_manifests = s.scalar(select(func.count()).select_from(Manifest))
-    return {
-        "manifest": led.latest_manifest(),
-        "n_manifests": n_manifests,
-        "deleted": sorted(led.deleted_ids()),
-        "requests": requests,
-        "receipts": receipt_rows,
-        "texts": {r.id: r.text for r in led.records("train") + led.records("validation")},
-        "purged": sorted(c.id for c in led.checkpoints() if c.purged),
-        "files": sorted(str(p.relative_to(ws.path)) for p in ws.path.rglob("*.safetensors")),
-        "served_json": ws.read_served(),
-    }
 
 
 def manual_proba(est, model_dir: str, texts: list[str]) -> np.ndarray:
@@ -200,9 +150,6 @@ def test_forget_a_single_string_id(fitted_ws):
     assert fitted_ws.ws_.ledger.deleted_ids() == {rid}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: forget.request_key runs sorted(set(record_ids)) on a bare string id "
-                   "(before resolve_request wraps it in a list), so the idempotency key is the id's character set: "
-                   "forget('r1-12') then forget('r1-21') returns the first receipt and r1-21 is never deleted")
 def test_single_string_ids_with_the_same_characters_are_different_requests(fitted_ws):
     ids = {r.id for r in fitted_ws.ws_.ledger.records("train")}
     assert {"r1-12", "r1-21"} <= ids
@@ -212,8 +159,6 @@ def test_single_string_ids_with_the_same_characters_are_different_requests(fitte
     assert "r1-21" in fitted_ws.ws_.ledger.deleted_ids()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: request_key('id') != request_key(['id']) (see above), so the same request "
-                   "given as a string and then as a list creates a second request, receipt and manifest version")
 def test_string_and_list_forms_are_the_same_request(fitted_ws):
     rid = record_in(fitted_ws, 0, 0)
     first = fitted_ws.forget(rid)

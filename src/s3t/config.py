@@ -27,6 +27,14 @@ def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"{name} must be {allowed}; got {value!r}")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 @dataclass(frozen=True)
 class PlanConfig:
     """How the training data is cut and ordered."""
@@ -41,9 +49,10 @@ class PlanConfig:
     seed: int = field(default=0, metadata={"help": "Seed for the shard/slice assignment and all training seeds."})
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.shards, int) and self.shards >= 1, "plan.shards", "an integer >= 1", self.shards)
-        _check(isinstance(self.slices, int) and self.slices >= 1, "plan.slices", "an integer >= 1", self.slices)
-        _check(isinstance(self.budget, int) and self.budget >= 1, "plan.budget", "an integer >= 1", self.budget)
+        _check(_is_int(self.shards) and self.shards >= 1, "plan.shards", "an integer >= 1", self.shards)
+        _check(_is_int(self.slices) and self.slices >= 1, "plan.slices", "an integer >= 1", self.slices)
+        _check(_is_int(self.budget) and self.budget >= 1, "plan.budget", "an integer >= 1", self.budget)
+        _check(_is_int(self.seed), "plan.seed", "an integer", self.seed)
         _check(self.selection in ("cyclic", "bms"), "plan.selection", "'cyclic' or 'bms'", self.selection)
         if self.priors is not None:
             object.__setattr__(self, "priors", tuple(float(p) for p in self.priors))
@@ -63,10 +72,10 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
-        _check(self.rank >= 1, "lora.rank", "an integer >= 1", self.rank)
-        _check(self.alpha > 0, "lora.alpha", "> 0", self.alpha)
-        _check(0.0 <= self.dropout < 1.0, "lora.dropout", "in [0, 1)", self.dropout)
-        _check(len(self.targets) > 0, "lora.targets", "a non-empty list of module names", self.targets)
+        _check(_is_int(self.rank) and self.rank >= 1, "lora.rank", "an integer >= 1", self.rank)
+        _check(_is_number(self.alpha) and self.alpha > 0, "lora.alpha", "> 0", self.alpha)
+        _check(_is_number(self.dropout) and 0.0 <= self.dropout < 1.0, "lora.dropout", "in [0, 1)", self.dropout)
+        _check(len(self.targets) > 0 and all(isinstance(t, str) and t for t in self.targets), "lora.targets", "a non-empty list of module names", self.targets)
 
 
 @dataclass(frozen=True)
@@ -93,11 +102,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
             object.__setattr__(self, "lora", LoraSettings(**self.lora))
-        _check(self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
-        _check(self.lr > 0, "train.lr", "> 0", self.lr)
-        _check(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
-        _check(self.max_length >= 8, "train.max_length", "an integer >= 8", self.max_length)
-        _check(self.threads >= 1, "train.threads", "an integer >= 1", self.threads)
+        _check(_is_int(self.epochs) and self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
+        _check(_is_number(self.lr) and self.lr > 0, "train.lr", "> 0", self.lr)
+        _check(_is_int(self.batch_size) and self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
+        _check(_is_number(self.weight_decay) and self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
+        _check(isinstance(self.model, str) and bool(self.model), "train.model", "a model name or directory", self.model)
+        _check(_is_int(self.max_length) and self.max_length >= 8, "train.max_length", "an integer >= 8", self.max_length)
+        _check(_is_int(self.threads) and self.threads >= 1, "train.threads", "an integer >= 1", self.threads)
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         _check(self.aggregate in ("logits", "probs"), "serve.aggregate", "'logits' or 'probs'", self.aggregate)
-        _check(self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
+        _check(_is_int(self.batch_size) and self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
 
 
 _SECTIONS = {"plan": PlanConfig, "train": TrainConfig, "serve": ServeConfig}

@@ -234,12 +234,14 @@ class S3T:
         self._check_fitted()
         start = time.perf_counter()
         receipt = record_forget(self.ws_.ledger, record_ids=record_ids, subject=subject)
-        if receipt.created:
-            version, body = self.ws_.ledger.latest_manifest()
+        # idempotent file steps, also on a repeated request (a retry after a failed file step)
+        version, body = self.ws_.ledger.latest_manifest()
+        served = self.ws_.read_served()
+        if served is None or served.get("version") != version:
             self.ws_.write_served(version, body)
-            if getattr(self, "_ensemble", None) is not None:
-                self._sync()
-            self.ws_.purge_tainted()
+        if getattr(self, "_ensemble", None) is not None:
+            self._sync()
+        self.ws_.purge_tainted()
         log.info("forget %s applied in %.1f ms", receipt.request_id, 1000 * (time.perf_counter() - start))
         return receipt
 

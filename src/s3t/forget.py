@@ -106,6 +106,10 @@ def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject
 
 def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subject: str | None = None) -> Receipt:
     """Durably record a forget request and the new served manifest; return its receipt."""
+    if isinstance(record_ids, str):
+        record_ids = [record_ids]
+    if record_ids is not None:
+        record_ids = sorted({str(r) for r in record_ids})
     key = request_key(record_ids if subject is None else None, subject)
     with ledger.write_lock, ledger.Session.begin() as s:
         existing = s.scalars(select(DeletionRequest).where(DeletionRequest.key == key)).first()

@@ -1,0 +1,155 @@
+"""Tests of s3t.audit: passes on honest workspaces, each check catches its kind of tampering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from s3t.audit import audit
+from s3t.errors import IntegrityError
+from s3t.store.ledger import canonical
+from s3t.store.schema import Receipt as ReceiptRow, Record
+from tests.fitted_copy import fitted_template, fitted_ws, record_in  # noqa: F401  (fixtures)
+
+CHECKS = ["lineage", "rule", "mirror", "files", "erasure", "receipts"]
+
+
+def by_name(report) -> dict:
+    return {c.name: c for c in report.checks}
+
+
+def failed(report) -> set[str]:
+    return {c.name for c in report.failures()}
+
+
+def flip_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def served_checkpoint(est, shard: int):
+    _, manifest = est.ws_.ledger.latest_manifest()
+    return est.ws_.ledger.checkpoint(manifest["shards"][str(shard)]["checkpoint"])
+
+
+def test_audit_passes_on_a_fresh_fit(fitted_ws):
+    report = fitted_ws.audit()
+    assert [c.name for c in report.checks] == CHECKS
+    assert report.ok and report.failures() == []
+    d = report.to_dict()
+    assert d["ok"] is True and [c["name"] for c in d["checks"]] == CHECKS
+    assert json.loads(json.dumps(d)) == d  # JSON-ready
+
+
+def test_audit_passes_after_forgets(fitted_ws):
+    fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    fitted_ws.forget(subject="user5")
+    fitted_ws.forget([record_in(fitted_ws, 1, 1), record_in(fitted_ws, 0, 2)])
+    report = fitted_ws.audit()
+    assert report.ok, report.to_dict()
+    assert "3 receipt(s)" in by_name(report)["receipts"].detail
+
+
+def test_tampered_live_checkpoint_fails_files(fitted_ws):
+    c = served_checkpoint(fitted_ws, 1)
+    flip_byte(fitted_ws.ws_.resolve(c.path))
+    report = fitted_ws.audit()
+    assert not report.ok
+    assert failed(report) == {"files"}
+    assert c.id in by_name(report)["files"].detail and "sha256" in by_name(report)["files"].detail
+    # and the served ensemble refuses to load it
+    with pytest.raises(IntegrityError):
+        fitted_ws.predict(["good film"])
+
+
+def test_missing_live_checkpoint_fails_files(fitted_ws):
+    c = fitted_ws.ws_.ledger.checkpoints()[0]
+    fitted_ws.ws_.resolve(c.path).unlink()
+    report = audit(fitted_ws.ws_)
+    assert failed(report) == {"files"}
+    assert c.id in by_name(report)["files"].detail and "missing" in by_name(report)["files"].detail
+
+
+@pytest.mark.parametrize("edit", ["other-checkpoint", "old-version", "deleted"])
+def test_edited_served_json_fails_mirror(fitted_ws, edit):
+    ws = fitted_ws.ws_
+    fitted_ws.forget([record_in(fitted_ws, 0, 1)])
+    served = ws.read_served()
+    path = ws.path / "served.json"
+    if edit == "other-checkpoint":
+        other = next(c.id for c in ws.ledger.checkpoints()
+                     if c.shard == 0 and not c.purged and c.id != served["shards"]["0"]["checkpoint"])
+        served["shards"]["0"]["checkpoint"] = other
+        path.write_text(json.dumps(served))
+    elif edit == "old-version":
+        served["version"] -= 1
+        path.write_text(json.dumps(served))
+    else:
+        path.unlink()
+    report = audit(ws)
+    assert failed(report) == {"mirror"}
+    assert "served.json" in by_name(report)["mirror"].detail
+
+
+def test_edited_receipt_body_fails_receipts(fitted_ws):
+    fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    second = fitted_ws.forget([record_in(fitted_ws, 1, 0)])
+    with fitted_ws.ws_.ledger.Session.begin() as s:
+        row = s.get(ReceiptRow, second.request_id)
+        body = json.loads(row.body)
+        body["record_ids"] = ["someone-else"]
+        row.body = canonical(body)
+    report = audit(fitted_ws.ws_)
+    assert failed(report) == {"receipts"}
+    assert second.request_id in by_name(report)["receipts"].detail
+
+
+def test_recreated_cut_checkpoint_fails_erasure(fitted_ws):
+    ws = fitted_ws.ws_
+    before = served_checkpoint(fitted_ws, 0)
+    fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    cut = ws.ledger.checkpoint(before.id)
+    assert cut.purged and not ws.resolve(cut.path).exists()
+    ws.resolve(cut.path).write_bytes(b"resurrected weights")
+    report = audit(ws)
+    assert failed(report) == {"erasure"}
+    assert cut.id in by_name(report)["erasure"].detail
+
+
+def test_unerased_text_fails_erasure(fitted_ws, fitted_template):
+    rid = record_in(fitted_ws, 1, 2)
+    fitted_ws.forget([rid])
+    with fitted_ws.ws_.ledger.Session.begin() as s:
+        s.get(Record, rid).text = fitted_template.texts[rid]
+    report = audit(fitted_ws.ws_)
+    assert failed(report) == {"erasure"}
+    assert rid in by_name(report)["erasure"].detail
+
+
+def test_manifest_serving_a_tainted_checkpoint_fails_lineage_and_rule(fitted_ws):
+    ws, led = fitted_ws.ws_, fitted_ws.ws_.ledger
+    old = served_checkpoint(fitted_ws, 1)
+    fitted_ws.forget([record_in(fitted_ws, 1, 1)])
+    assert old.id in led.tainted_checkpoints()
+    _, manifest = led.latest_manifest()
+    manifest["shards"]["1"] = {"sequence": 0, "stage": old.stage, "checkpoint": old.id, "val_accuracy": old.val_accuracy}
+    with led.Session.begin() as s:
+        version = led.add_manifest(s, manifest, reason="tampered")
+    ws.write_served(version, manifest)  # keep the mirror consistent: only lineage and rule are wrong
+    report = audit(ws)
+    assert failed(report) == {"lineage", "rule"}
+    assert old.id in by_name(report)["lineage"].detail
+    assert f"v{version}" in by_name(report)["rule"].detail
+
+
+def test_audit_reports_several_problems_at_once(fitted_ws):
+    ws = fitted_ws.ws_
+    fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    live = [c for c in ws.ledger.checkpoints() if not c.purged]
+    flip_byte(ws.resolve(live[0].path))
+    (ws.path / "served.json").unlink()
+    report = audit(ws)  # never raises
+    assert failed(report) == {"files", "mirror"}
+    assert not report.ok
