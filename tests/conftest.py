@@ -67,7 +67,7 @@ def tiny_config(model: str, shards: int = 2, slices: int = 3, budget: int = 3, e
 
     return S3TConfig(
         plan=PlanConfig(shards=shards, slices=slices, budget=budget),
-        train=TrainConfig(model=model, epochs=epochs, lr=5e-3, batch_size=8, threads=1, lora=LoraSettings(rank=4, alpha=8), **train),
+        train=TrainConfig(model=model, epochs=epochs, lr=5e-3, batch_size=8, threads=1, workers=1, lora=LoraSettings(rank=4, alpha=8), **train),
     )
 
 

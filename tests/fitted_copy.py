@@ -1,14 +1,13 @@
 """Fixtures shared by the forget / audit / ledger tests: one fit per session, a fresh copy per test.
 
 Fitting the tiny S3T takes seconds; the tests that mutate a workspace each get a byte copy of
-one fitted workspace instead (its ``workspace.json`` repointed at the copy's own ledger).
+one fitted workspace instead (the default ledger lives inside the workspace, so a copy is independent).
 Import the fixtures into a test module: ``from tests.fitted_copy import fitted_template, fitted_ws``.
 The helpers below compute expectations from the raw ledger rows, independently of the serving rule.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +51,7 @@ def fitted_template(tmp_path_factory, tiny_model) -> Template:
 
 
 def copy_workspace(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest)
-    (dest / "workspace.json").write_text(json.dumps({"db": f"sqlite:///{dest / 'ledger.sqlite'}"}))
+    shutil.copytree(src, dest)  # the default ledger lives inside the workspace: a copy is independent
     return dest
 
 

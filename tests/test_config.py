@@ -186,7 +186,7 @@ def test_digest_is_stable_and_is_sha256_of_the_canonical_json():
 
 @pytest.mark.parametrize("section,change", [
     ("plan", {"shards": 5}), ("plan", {"seed": 1}), ("plan", {"selection": "bms"}),
-    ("train", {"lr": 1.1e-3}), ("train", {"threads": 1}), ("train", {"cache": False}),
+    ("train", {"lr": 1.1e-3}), ("train", {"threads": 2}), ("train", {"cache": False}),
     ("train", {"lora": LoraSettings(rank=9)}), ("train", {"lora": LoraSettings(targets=("query",))}),
     ("serve", {"aggregate": "probs"}),
 ])

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    splits = load_builtin("movie_reviews", seed=0, limit=360)
+    splits = load_builtin("movie_reviews", seed=0, limit=1200)
     cfg = S3TConfig(
         plan=PlanConfig(shards=2, slices=3, budget=3),
-        train=TrainConfig(epochs=1, lr=1e-3, batch_size=16, lora=LoraSettings(rank=4, alpha=8)),
+        train=TrainConfig(epochs=1, lr=2e-3, batch_size=32, lora=LoraSettings(rank=8, alpha=16)),
     )
     model = S3T(cfg, workspace=tmp_path_factory.mktemp("real") / "ws").fit(splits.train, validation=splits.validation)
     return model, splits

@@ -87,15 +87,21 @@ class TrainConfig:
         metadata={"help": "Built-in model name or a local directory with a Hugging Face encoder + tokenizer."},
     )
     epochs: int = field(default=2, metadata={"help": "Epochs per stage (over slices 1..k of the sequence)."})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate for the adapters and the head."})
+    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate for the adapters and the head."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=32, metadata={"help": "Examples per step (batches are length-bucketed)."})
     max_length: int = field(default=128, metadata={"help": "Token limit per text (longer texts are truncated)."})
     threads: int = field(
-        default=2, metadata={"help": "torch intra-op threads; pinned for bit-reproducibility and recorded per checkpoint."}
+        default=1, metadata={"help": "torch intra-op threads per worker; pinned for bit-reproducibility, recorded per checkpoint."}
+    )
+    workers: int = field(
+        default=0, metadata={"help": "Worker processes for shard jobs (0 = one per core). Does not change any bit."}
     )
     cache: bool = field(
         default=True, metadata={"help": "Reuse frozen-trunk activations instead of a full forward pass every step."}
+    )
+    val_limit: int = field(
+        default=300, metadata={"help": "Validation records scoring each checkpoint (tie-breaks, status); 0 = all."}
     )
     lora: LoraSettings = field(default_factory=LoraSettings)
 
@@ -109,6 +115,8 @@ class TrainConfig:
         _check(isinstance(self.model, str) and bool(self.model), "train.model", "a model name or directory", self.model)
         _check(_is_int(self.max_length) and self.max_length >= 8, "train.max_length", "an integer >= 8", self.max_length)
         _check(_is_int(self.threads) and self.threads >= 1, "train.threads", "an integer >= 1", self.threads)
+        _check(_is_int(self.val_limit) and self.val_limit >= 0, "train.val_limit", "an integer >= 0", self.val_limit)
+        _check(_is_int(self.workers) and self.workers >= 0, "train.workers", "an integer >= 0 (0 = one per core)", self.workers)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, Callable
 from .config import LoraSettings, PlanConfig, S3TConfig, TrainConfig
 
 DEMO_CONFIG = S3TConfig(
-    plan=PlanConfig(shards=3, slices=3, budget=3, selection="cyclic", seed=0),
-    train=TrainConfig(epochs=1, lr=1e-3, batch_size=32, lora=LoraSettings(rank=8, alpha=16)),
+    plan=PlanConfig(shards=4, slices=3, budget=3, selection="cyclic", seed=0),
+    train=TrainConfig(epochs=1, lr=2e-3, batch_size=32, lora=LoraSettings(rank=8, alpha=16)),
 )
 
 
@@ -25,7 +25,7 @@ class DemoOptions:
     workspace: Path
     dataset: str = "movie_reviews"
     limit: int | None = 6000
-    forget_count: int = 25
+    forget_count: int = 8
     config: S3TConfig = DEMO_CONFIG
     reference: bool = True
     seed: int = 0
@@ -36,9 +36,15 @@ Say = Callable[[str], None]
 
 def reference_accuracy(model, train, validation, test, config: S3TConfig) -> dict[str, float]:
     """A single LoRA model on ALL training data (adapters on every layer), for comparison."""
+    import os
+    from dataclasses import replace
+
     from .train.stage import StageSpec, accuracy, train_stage
     from .train.trainer import StageRunner
 
+    # the reference needs no bit-reproducibility: give it every core
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    config = replace(config, train=replace(config.train, threads=cores))
     runner = StageRunner(model._backbone, config, len(train.label_names))
     for rs in (train, validation, test):
         runner.add_records(rs.ids, rs.texts, rs.labels)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -145,67 +144,57 @@ class S3T:
         ws.write_served(version, body)
         return self
 
-    def _runner(self):
-        from .train.trainer import StageRunner
-
-        runner = StageRunner(self._backbone or self._load_backbone(), self.config, len(self.classes_))
-        records = self.ws_.ledger.records("train") + self.ws_.ledger.records("validation")
-        live = [r for r in records if r.text is not None]
-        runner.add_records([r.id for r in live], [r.text for r in live], [r.label for r in live])
-        runner.set_validation([r.id for r in live if r.split == "validation"])
-        return runner
-
     def _load_backbone(self):
         from .train.backbone import load_backbone
 
         self._backbone = load_backbone(self.config.train.model)
         return self._backbone
 
-    def _train(self, prefixes: Sequence[tuple[int, ...]], shards, progress: Progress | None,
-               parent_states: dict | None = None) -> list[str]:
-        """Train ``prefixes`` for each shard on the current slice versions; register checkpoints."""
-        from .store.checkpoints import save_checkpoint
-        from .train.seeds import prefix_key
+    def _jobs(self, prefixes: Sequence[tuple[int, ...]], shards, parents: dict | None = None) -> list:
+        """One job per shard: its prefixes, current slice versions, texts and validation records."""
+        from .train.jobs import ShardJob
         from .train.trainer import SliceData
 
-        runner = self._runner()
-        versions = self.ws_.ledger.current_slice_versions()
-        created: list[str] = []
-        slices_by_shard = {
-            shard: {sl: SliceData(sv.id, tuple(self.ws_.ledger.slice_member_ids(sv.id))) for (sh, sl), sv in versions.items() if sh == shard}
-            for shard in shards
-        }
-        total = sum(runner.stage_work(prefixes, slices_by_shard[s]) for s in shards)
+        ledger = self.ws_.ledger
+        versions = ledger.current_slice_versions()
+        records = {r.id: r for r in ledger.records("train") + ledger.records("validation") if r.text is not None}
+        validation = scoring_subset([i for i, r in records.items() if r.split == "validation"], self.config.train.val_limit)
+        jobs = []
         for shard in shards:
-            slices = slices_by_shard[shard]
+            slices = {sl: SliceData(sv.id, tuple(ledger.slice_member_ids(sv.id))) for (sh, sl), sv in versions.items() if sh == shard}
+            needed = {i for sd in slices.values() for i in sd.record_ids} | set(validation)
+            jobs.append(ShardJob(
+                workspace=str(self.ws_.path), config=self.config.to_dict(), shard=shard, prefixes=tuple(prefixes),
+                slices=slices, records={i: (records[i].text, records[i].label) for i in needed},
+                validation_ids=validation, n_labels=len(self.classes_), parents=(parents or {}).get(shard, {}),
+            ))
+        return jobs
 
-            def on_checkpoint(spec, result, lineage, shard=shard):
-                cid = f"s{shard}-{prefix_key(spec.prefix).replace(',', '.')}-{uuid.uuid4().hex[:8]}"
-                path = self.ws_.checkpoint_path(shard, cid)
-                meta = {"shard": shard, "prefix": prefix_key(spec.prefix), "stage": spec.stage, "seed": spec.seed,
-                        "threads": self.config.train.threads, "config_sha256": self.config.digest()}
-                digest = save_checkpoint(path, result.state, meta)
-                parent = self._current_checkpoint(shard, spec.prefix[:-1]) if spec.stage > 1 else None
-                self.ws_.ledger.register_checkpoint(
-                    lineage=lineage, id=cid, shard=shard, prefix=prefix_key(spec.prefix), stage=spec.stage,
-                    parent_id=parent, path=self.ws_.relative(path), sha256=digest, seed=str(spec.seed),
-                    threads=self.config.train.threads, n_examples=result.n_examples,
-                    val_accuracy=result.val_accuracy, seconds=result.seconds,
-                )
-                created.append(cid)
-                log.info("shard %d prefix %s: val acc %s (%.1fs)", shard, spec.prefix, result.val_accuracy, result.seconds)
+    def _train(self, prefixes: Sequence[tuple[int, ...]], shards, progress: Progress | None,
+               parents: dict | None = None) -> list[str]:
+        """Train ``prefixes`` for each shard (in worker processes when there are cores to spare).
 
-            on_step = (lambda n: progress("training", n, total)) if progress else None
-            runner.train_prefixes(shard, prefixes, slices, on_checkpoint,
-                                  parent_states=(parent_states or {}).get(shard), on_step=on_step)
+        Workers only write checkpoint files; the ledger registers each one here, after
+        re-hashing the file, so a crashed worker never leaves a registered half-checkpoint.
+        """
+        from .errors import IntegrityError
+        from .store.atomic import sha256_file
+        from .train.jobs import run_jobs
+
+        jobs = self._jobs(prefixes, shards, parents)
+        total = sum(j.work() for j in jobs)
+        on_step = (lambda n: progress("training", n, total)) if progress else None
+        created: list[str] = []
+        in_process = self._backbone if getattr(self, "_backbone", None) is not None else None
+        for trained in run_jobs(jobs, self.config.train.workers, on_step=on_step, backbone=in_process):
+            for c in trained:  # parents first
+                if sha256_file(self.ws_.resolve(c.path)) != c.sha256:
+                    raise IntegrityError(f"checkpoint {c.id} changed between training and registration")
+                fields = {k: v for k, v in c.__dict__.items() if k != "lineage"}
+                self.ws_.ledger.register_checkpoint(lineage=list(c.lineage), **fields)
+                created.append(c.id)
+                log.info("shard %d prefix %s: val acc %s (%.1fs)", c.shard, c.prefix, c.val_accuracy, c.seconds)
         return created
-
-    def _current_checkpoint(self, shard: int, prefix: tuple[int, ...]) -> str:
-        from .train.seeds import prefix_key
-
-        key = prefix_key(prefix)
-        ids = [c.id for c in self.ws_.ledger.checkpoints() if c.shard == shard and c.prefix == key]
-        return ids[-1]
 
     # -- predict ----------------------------------------------------------------------
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -245,6 +234,23 @@ class S3T:
         log.info("forget %s applied in %.1f ms", receipt.request_id, 1000 * (time.perf_counter() - start))
         return receipt
 
+    def retrain(self, progress: Progress | None = None):
+        """Retrain every cut suffix without the deleted records and swap it in (see ``s3t.retrain``)."""
+        from .retrain import retrain
+
+        self._check_fitted()
+        if getattr(self, "_backbone", None) is None:
+            self._load_backbone()
+        return retrain(self, progress)
+
+    def verify(self, request_id: str, progress: Progress | None = None):
+        """Exactness certificate: retrain the request's shards from scratch without the deleted
+        records and compare every live checkpoint bit for bit (see ``s3t.retrain.verify``)."""
+        from .retrain import verify
+
+        self._check_fitted()
+        return verify(self, request_id, progress)
+
     def receipts(self) -> list[Receipt]:
         self._check_fitted()
         return receipts(self.ws_.ledger)
@@ -274,6 +280,11 @@ class S3T:
     def audit(self) -> AuditReport:
         self._check_fitted()
         return audit(self.ws_)
+
+
+def scoring_subset(validation_ids: Sequence[str], limit: int) -> tuple[str, ...]:
+    """The validation records that score checkpoints: the first ``limit`` by position (0 = all)."""
+    return tuple(validation_ids[:limit] if limit else validation_ids)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -227,7 +227,9 @@ def test_load_of_a_non_workspace_dir_is_a_workspace_error(tmp_path):
 
 def test_created_workspace_without_a_plan(tmp_path):
     ws = Workspace(tmp_path / "ws", create=True)
-    assert json.loads((tmp_path / "ws" / "workspace.json").read_text())["db"] == ws.db_url
+    # null = the SQLite ledger inside the workspace, so the directory can be moved or copied
+    assert json.loads((tmp_path / "ws" / "workspace.json").read_text())["db"] is None
+    assert ws.db_url == f"sqlite:///{(tmp_path / 'ws').resolve() / 'ledger.sqlite'}"
     assert not ws.ledger.initialised
     with pytest.raises(WorkspaceError, match="no trained plan"):
         ws.load_config()

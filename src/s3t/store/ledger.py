@@ -261,3 +261,41 @@ class Ledger:
             if version and canonical(old) == canonical(body):
                 return version, old
             return self.add_manifest(s, body, reason), body
+
+    # -- retraining -------------------------------------------------------------------
+    def rebuild_tainted_slices(self) -> list[tuple[int, int]]:
+        """New versions of every current slice holding a deleted record (members minus deleted)."""
+        with self.write_lock, self.Session.begin() as s:
+            bad = self.tainted_slice_versions(s)
+            rebuilt = []
+            for (shard, sl), sv in sorted(self.current_slice_versions(s).items()):
+                if sv.id not in bad:
+                    continue
+                deleted = self.deleted_ids(s)
+                q = (select(SliceMember.record_id).join(Record, Record.id == SliceMember.record_id)
+                     .where(SliceMember.slice_version_id == sv.id).order_by(Record.position))
+                keep = [i for i in s.scalars(q) if i not in deleted]
+                self._add_slice_version(s, shard, sl, sv.version + 1, keep)
+                rebuilt.append((shard, sl))
+            return rebuilt
+
+    def requests_in_state(self, *states: str) -> list[str]:
+        from .schema import DeletionRequest
+
+        with self.Session() as s:
+            q = select(DeletionRequest.id).where(DeletionRequest.state.in_(states)).order_by(DeletionRequest.created_at)
+            return list(s.scalars(q))
+
+    def set_request_state(self, request_ids: Sequence[str], state: str) -> None:
+        from .schema import DeletionRequest
+
+        if request_ids:
+            with self.write_lock, self.Session.begin() as s:
+                s.execute(update(DeletionRequest).where(DeletionRequest.id.in_(list(request_ids))).values(state=state))
+
+    def request_state(self, request_id: str) -> str | None:
+        from .schema import DeletionRequest
+
+        with self.Session() as s:
+            row = s.get(DeletionRequest, request_id)
+            return None if row is None else row.state

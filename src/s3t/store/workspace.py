@@ -39,10 +39,10 @@ class Workspace:
             if not create:
                 raise WorkspaceError(f"{self.path} is not an s3t workspace (no {WORKSPACE_FILE}); run `s3t train` first")
             self.path.mkdir(parents=True, exist_ok=True)
-            url = db_url or f"sqlite:///{self.path / 'ledger.sqlite'}"
-            atomic_write_bytes(meta_file, json.dumps({"db": url}, indent=2).encode())
-        stored = json.loads(meta_file.read_text())["db"]
-        self.db_url = db_url or stored
+            # null = the SQLite ledger inside the workspace (so the directory can be moved or copied)
+            atomic_write_bytes(meta_file, json.dumps({"db": db_url}, indent=2).encode())
+        stored = json.loads(meta_file.read_text()).get("db")
+        self.db_url = db_url or stored or f"sqlite:///{self.path / 'ledger.sqlite'}"
         self.ledger = Ledger(self.db_url)
 
     # -- config -----------------------------------------------------------------------

@@ -1,0 +1,158 @@
+"""Background retraining after forgets, and the from-scratch exactness check.
+
+Retrain: rebuild every slice holding a deleted record (a new slice version without it),
+then, for every sequence, retrain the stages from its first cut stage to the end on the
+new slice versions, starting from the last clean stage's checkpoint. Seeds come from
+(shard, prefix), so the result is bit-identical to training those sequences from scratch
+on the data without the deleted records — which :func:`verify` checks.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import UnknownRecordError
+from .serve.rule import valid_prefix
+
+if TYPE_CHECKING:
+    from .estimator import S3T
+
+
+@dataclass
+class RetrainReport:
+    requests: list[str] = field(default_factory=list)
+    rebuilt_slices: list[tuple[int, int]] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    served_before: dict[str, int] = field(default_factory=dict)
+    served_after: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "rebuilt_slices": [list(x) for x in self.rebuilt_slices]}
+
+
+def cut_suffixes(model: "S3T") -> dict[int, tuple[list[tuple[int, ...]], dict]]:
+    """Per shard: the prefixes to retrain and the clean parent checkpoint of each suffix."""
+    ledger = model.ws_.ledger
+    sequences = ledger.sequences()
+    with ledger.Session() as s:
+        chains = ledger.chains(s)
+    by_id = {c.id: c for c in ledger.checkpoints()}
+    plan: dict[int, tuple[list[tuple[int, ...]], dict]] = {}
+    for shard, seqs in sequences.items():
+        todo: dict[tuple[int, ...], None] = {}
+        parents: dict[tuple[int, ...], tuple[str, str, str]] = {}
+        for seq, chain in zip(seqs, chains[shard]):
+            n = valid_prefix(chain)
+            if n == len(seq):
+                continue
+            for k in range(n + 1, len(seq) + 1):
+                todo.setdefault(tuple(seq[:k]), None)
+            if n > 0:
+                c = by_id[chain[n - 1].checkpoint_id]
+                parents[tuple(seq[:n])] = (c.id, c.path, c.sha256)
+        if todo:
+            plan[shard] = (sorted(todo, key=lambda p: (len(p), p)), parents)
+    return plan
+
+
+def retrain(model: "S3T", progress=None) -> RetrainReport:
+    """Retrain every cut suffix without the deleted records; swap the results in."""
+    start = time.perf_counter()
+    ledger = model.ws_.ledger
+    report = RetrainReport(requests=ledger.requests_in_state("served-exact", "retraining"))
+    report.served_before = _served(model)
+    ledger.set_request_state(report.requests, "retraining")
+    report.rebuilt_slices = ledger.rebuild_tainted_slices()
+    for shard, (prefixes, parents) in sorted(cut_suffixes(model).items()):
+        report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: parents})
+    version, body = ledger.refresh_manifest("retrain")
+    model.ws_.write_served(version, body)
+    if getattr(model, "_ensemble", None) is not None:
+        model._sync()
+    model.ws_.purge_tainted()
+    # a request is done once nothing served or trainable still needs its records' slices rebuilt
+    if not cut_suffixes(model):
+        ledger.set_request_state(report.requests, "retrained")
+    report.served_after = _served(model)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _served(model: "S3T") -> dict[str, int]:
+    _, body = model.ws_.ledger.latest_manifest()
+    return {k: (0 if v is None else v["stage"]) for k, v in body["shards"].items()}
+
+
+@dataclass
+class VerifyReport:
+    request_id: str
+    shards: list[int]
+    compared: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.compared > 0 and not self.mismatches
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "ok": self.ok}
+
+
+def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
+    """Retrain the request's shards from scratch on the data without ANY deleted record
+    (slices rebuilt from the original assignment, not from the stored slice versions) and
+    compare every current checkpoint's weights with the from-scratch ones, bit for bit."""
+    from sqlalchemy import select
+
+    from .store.checkpoints import load_checkpoint, state_digest
+    from .estimator import scoring_subset
+    from .store.schema import Deletion, Record
+    from .train.jobs import ShardJob, run_jobs
+    from .train.trainer import SliceData, trie
+
+    start = time.perf_counter()
+    ledger = model.ws_.ledger
+    with ledger.Session() as s:
+        shards = sorted(set(s.scalars(
+            select(Record.shard).join(Deletion, Deletion.record_id == Record.id).where(Deletion.request_id == request_id)
+        )))
+        if not shards:
+            raise UnknownRecordError(f"unknown request id {request_id!r}")
+        deleted = ledger.deleted_ids(s)
+        train = [r for r in s.scalars(select(Record).where(Record.split == "train").order_by(Record.position))]
+        validation = [r for r in s.scalars(select(Record).where(Record.split == "validation").order_by(Record.position))]
+    report = VerifyReport(request_id, shards)
+    current = {(c.shard, c.prefix): c for c in ledger.checkpoints()}  # newest registration wins
+    sequences = ledger.sequences()
+    with tempfile.TemporaryDirectory(prefix="s3t-verify-") as tmp:
+        jobs = []
+        for shard in shards:
+            members: dict[int, list[str]] = {}
+            for r in train:
+                if r.shard == shard and r.id not in deleted:
+                    members.setdefault(r.slice, []).append(r.id)
+            slices = {sl: SliceData(-1 - sl, tuple(ids)) for sl, ids in members.items()}
+            texts = {r.id: (r.text, r.label) for r in train + validation if r.id not in deleted and (r.shard in (shard, None))}
+            jobs.append(ShardJob(
+                workspace=tmp, config=model.config.to_dict(), shard=shard, prefixes=tuple(trie(sequences[shard])),
+                slices=slices, records=texts, n_labels=len(model.classes_),
+                validation_ids=scoring_subset([r.id for r in validation], model.config.train.val_limit),
+            ))
+        for trained in run_jobs(jobs, model.config.train.workers, on_step=None):
+            for c in trained:
+                mine = current.get((c.shard, c.prefix))
+                scratch, _ = load_checkpoint(f"{tmp}/{c.path}")
+                report.compared += 1
+                if mine is None or mine.purged:
+                    report.mismatches.append(f"shard {c.shard} prefix {c.prefix}: no live checkpoint (retrain pending?)")
+                    continue
+                served, _ = load_checkpoint(model.ws_.resolve(mine.path), sha256=mine.sha256)
+                if state_digest(served) != state_digest(scratch):
+                    report.mismatches.append(f"shard {c.shard} prefix {c.prefix}: {mine.id} differs from training from scratch")
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,123 @@
+"""Shard jobs: the unit of training work, runnable in-process or in a worker process.
+
+A job trains a set of prefixes of one shard (parents first) and writes each checkpoint
+file atomically. It never touches the ledger: the driver registers the returned
+checkpoints after checking each file's sha256, so a job that dies leaves nothing
+registered (and its temp files are swept by workspace recovery).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from ..config import S3TConfig
+from .seeds import prefix_key
+from .trainer import SliceData
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    workspace: str
+    config: dict
+    shard: int
+    prefixes: tuple[tuple[int, ...], ...]
+    slices: dict[int, SliceData]
+    records: dict[str, tuple[str, int]]  # id -> (text, label): this job's slices + validation
+    validation_ids: tuple[str, ...]
+    n_labels: int
+    parents: dict[tuple[int, ...], tuple[str, str, str]] = field(default_factory=dict)  # prefix -> (id, rel path, sha256)
+
+    def work(self) -> int:
+        """Examples × epochs, for progress bars."""
+        epochs = int(self.config["train"]["epochs"])
+        return epochs * sum(sum(len(self.slices[s].record_ids) for s in p) for p in self.prefixes)
+
+
+@dataclass(frozen=True)
+class TrainedCheckpoint:
+    id: str
+    shard: int
+    prefix: str
+    stage: int
+    parent_id: str | None
+    path: str  # relative to the workspace
+    sha256: str
+    seed: str
+    threads: int
+    n_examples: int
+    val_accuracy: float | None
+    seconds: float
+    lineage: tuple[int, ...]
+
+
+def checkpoint_relpath(shard: int, checkpoint_id: str) -> str:
+    return f"checkpoints/shard-{shard}/{checkpoint_id}.safetensors"
+
+
+def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, backbone=None) -> list[TrainedCheckpoint]:
+    """Train the job's prefixes; write checkpoint files; return their descriptions."""
+    from ..store.checkpoints import load_checkpoint, save_checkpoint
+    from .backbone import load_backbone
+    from .trainer import StageRunner
+
+    config = S3TConfig.from_dict(job.config)
+    backbone = backbone or load_backbone(config.train.model)
+    runner = StageRunner(backbone, config, job.n_labels)
+    ids = list(job.records)
+    runner.add_records(ids, [job.records[i][0] for i in ids], [job.records[i][1] for i in ids])
+    runner.set_validation(job.validation_ids)
+    root = Path(job.workspace)
+    parent_states = {}
+    ids_by_prefix: dict[tuple[int, ...], str] = {}
+    for prefix, (cid, rel, sha) in job.parents.items():
+        parent_states[prefix], _ = load_checkpoint(root / rel, sha256=sha)
+        ids_by_prefix[prefix] = cid
+    out: list[TrainedCheckpoint] = []
+
+    def on_checkpoint(spec, result, lineage) -> None:
+        cid = f"s{job.shard}-{prefix_key(spec.prefix).replace(',', '.')}-{uuid.uuid4().hex[:8]}"
+        rel = checkpoint_relpath(job.shard, cid)
+        meta = {"shard": job.shard, "prefix": prefix_key(spec.prefix), "stage": spec.stage, "seed": spec.seed,
+                "threads": config.train.threads, "config_sha256": config.digest()}
+        digest = save_checkpoint(root / rel, result.state, meta)
+        ids_by_prefix[spec.prefix] = cid
+        out.append(TrainedCheckpoint(
+            id=cid, shard=job.shard, prefix=prefix_key(spec.prefix), stage=spec.stage,
+            parent_id=ids_by_prefix[spec.prefix[:-1]] if spec.stage > 1 else None, path=rel, sha256=digest,
+            seed=str(spec.seed), threads=config.train.threads, n_examples=result.n_examples,
+            val_accuracy=result.val_accuracy, seconds=result.seconds, lineage=tuple(lineage),
+        ))
+
+    runner.train_prefixes(job.shard, job.prefixes, job.slices, on_checkpoint, parent_states=parent_states, on_step=on_step)
+    return out
+
+
+# -- executors ----------------------------------------------------------------------------
+def resolve_workers(workers: int, n_jobs: int) -> int:
+    """0 = auto: one worker process per core, at most one per job."""
+    if workers <= 0:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(workers, n_jobs))
+
+
+def run_jobs(
+    jobs: Sequence[ShardJob], workers: int = 0, on_step: Callable[[int], None] | None = None, backbone=None
+) -> Iterator[list[TrainedCheckpoint]]:
+    """Run jobs and yield each job's checkpoints as it finishes (in-process when one worker).
+
+    Worker processes are fresh interpreters running ``python -m s3t.train.worker`` (job
+    pickled on stdin, progress and result on stdout), so the caller's script is never
+    re-imported and no forked OpenMP state is inherited.
+    """
+    n = resolve_workers(workers, len(jobs))
+    if n == 1:
+        for job in jobs:
+            yield run_shard_job(job, on_step=on_step, backbone=backbone)
+        return
+    from .worker import WorkerPool
+
+    yield from WorkerPool(n).run(jobs, on_step)

@@ -1,0 +1,98 @@
+"""Background retraining and the exactness certificate (bit-identical to training from scratch)."""
+
+from __future__ import annotations
+
+import pytest
+
+from s3t.errors import UnknownRecordError
+from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
+
+
+def one_record(est, shard: int, sl: int) -> str:
+    return next(r.id for r in est.ws_.ledger.records("train") if r.shard == shard and r.slice == sl)
+
+
+def test_retrain_restores_full_prefixes_and_verifies(fitted_ws):
+    est = fitted_ws
+    rid = one_record(est, 0, 1)
+    receipt = est.forget(record_ids=[rid])
+    assert receipt.after["0"] < 3
+    assert est.ws_.ledger.request_state(receipt.request_id) == "served-exact"
+    report = est.retrain()
+    assert report.requests == [receipt.request_id]
+    assert report.rebuilt_slices == [(0, 1)]
+    assert report.served_after == {"0": 3, "1": 3}
+    assert est.ws_.ledger.request_state(receipt.request_id) == "retrained"
+    # only shard 0's cut stages were retrained: the 6 prefixes that contain slice 1
+    retrained = [c for c in est.ws_.ledger.checkpoints() if c.id in set(report.checkpoints)]
+    assert len(retrained) == 6 and all(c.shard == 0 and "1" in c.prefix.split(",") for c in retrained)
+    # the new lineage does not hold the record
+    assert est.audit().ok
+    cert = est.verify(receipt.request_id)
+    assert cert.ok, cert.mismatches
+    assert cert.compared == 9  # every prefix of shard 0's trie, compared bit for bit
+
+
+def test_verify_fails_when_a_deleted_record_is_smuggled_back(fitted_ws, monkeypatch):
+    est = fitted_ws
+    rid = one_record(est, 1, 0)
+    text = next(r.text for r in est.ws_.ledger.records("train") if r.id == rid)
+    label = next(r.label for r in est.ws_.ledger.records("train") if r.id == rid)
+    receipt = est.forget(record_ids=[rid])
+
+    original_jobs = type(est)._jobs
+
+    def smuggling_jobs(self, prefixes, shards, parents=None):
+        jobs = original_jobs(self, prefixes, shards, parents)
+        out = []
+        for job in jobs:
+            slices = dict(job.slices)
+            sd = slices[0]
+            slices[0] = type(sd)(sd.version_id, (rid,) + sd.record_ids)  # the deleted record, back in
+            out.append(type(job)(**{**job.__dict__, "slices": slices, "records": {**job.records, rid: (text, label)}}))
+        return out
+
+    monkeypatch.setattr(type(est), "_jobs", smuggling_jobs)
+    est.retrain()
+    monkeypatch.undo()
+    cert = est.verify(receipt.request_id)
+    assert not cert.ok
+    assert cert.mismatches and all("shard 1" in m for m in cert.mismatches)
+
+
+def test_verify_before_retrain_reports_pending(fitted_ws):
+    est = fitted_ws
+    receipt = est.forget(record_ids=[one_record(est, 0, 2)])
+    cert = est.verify(receipt.request_id)
+    assert not cert.ok and any("no live checkpoint" in m or "differs" in m for m in cert.mismatches)
+
+
+def test_verify_unknown_request(fitted_ws):
+    with pytest.raises(UnknownRecordError, match="req-nope"):
+        fitted_ws.verify("req-nope")
+
+
+def test_forget_during_retrain_is_not_lost(fitted_ws, monkeypatch):
+    """A deletion arriving while a retrain runs is never served and triggers its own retrain."""
+    est = fitted_ws
+    first = est.forget(record_ids=[one_record(est, 0, 0)])
+    late_id = one_record(est, 0, 2, )
+    original_train = type(est)._train
+    fired = []
+
+    def train_and_forget(self, *args, **kwargs):
+        out = original_train(self, *args, **kwargs)
+        if not fired:
+            fired.append(self.forget(record_ids=[late_id]))
+        return out
+
+    monkeypatch.setattr(type(est), "_train", train_and_forget)
+    est.retrain()
+    monkeypatch.undo()
+    late = fired[0]
+    assert est.audit().ok  # nothing served holds the late record
+    assert est.ws_.ledger.request_state(first.request_id) in ("retraining", "retrained")
+    assert est.ws_.ledger.request_state(late.request_id) == "served-exact"
+    est.retrain()
+    assert est.status()["served"] == {"0": 3, "1": 3}
+    assert est.verify(late.request_id).ok
