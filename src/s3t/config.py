@@ -100,6 +100,12 @@ class TrainConfig:
     cache: bool = field(
         default=True, metadata={"help": "Reuse frozen-trunk activations instead of a full forward pass every step."}
     )
+    executor: str = field(
+        default="local", metadata={"help": "Where stage jobs run: 'local' (this machine) or 'ray' (a Ray cluster)."}
+    )
+    ray_address: str | None = field(
+        default=None, metadata={"help": "Ray cluster address for executor 'ray' ('auto', 'ray://host:10001'); None = local Ray."}
+    )
     val_limit: int = field(
         default=300, metadata={"help": "Validation records scoring each checkpoint (tie-breaks, status); 0 = all."}
     )
@@ -115,6 +121,7 @@ class TrainConfig:
         _check(isinstance(self.model, str) and bool(self.model), "train.model", "a model name or directory", self.model)
         _check(_is_int(self.max_length) and self.max_length >= 8, "train.max_length", "an integer >= 8", self.max_length)
         _check(_is_int(self.threads) and self.threads >= 1, "train.threads", "an integer >= 1", self.threads)
+        _check(self.executor in ("local", "ray"), "train.executor", "'local' or 'ray'", self.executor)
         _check(_is_int(self.val_limit) and self.val_limit >= 0, "train.val_limit", "an integer >= 0", self.val_limit)
         _check(_is_int(self.workers) and self.workers >= 0, "train.workers", "an integer >= 0 (0 = one per core)", self.workers)
 

@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +31,7 @@ from .plan import assign_shards, select_sequences
 from .store.workspace import Workspace
 
 log = logging.getLogger("s3t")
+_SYNC_LOCK = threading.RLock()
 
 Progress = Callable[[str, int, int], None]  # (description, done increment, total) callbacks
 
@@ -73,6 +75,10 @@ class S3T:
     def ensemble_(self):
         """The served ensemble, built lazily (loading torch and the backbone) on first use."""
         self._check_fitted()
+        with _SYNC_LOCK:
+            return self._build_ensemble()
+
+    def _build_ensemble(self):
         if getattr(self, "_ensemble", None) is None:
             from .serve.ensemble import Ensemble
             from .train.backbone import load_backbone, set_determinism
@@ -91,9 +97,11 @@ class S3T:
         return state
 
     def _sync(self) -> None:
-        version, body = self.ws_.ledger.latest_manifest()
-        if self._ensemble.manifest_version != version:
-            self._ensemble.sync(version, body, self._load_state)
+        """Swap the in-memory ensemble to the ledger's latest manifest (thread-safe)."""
+        with _SYNC_LOCK:
+            version, body = self.ws_.ledger.latest_manifest()
+            if self._ensemble.manifest_version != version:
+                self._ensemble.sync(version, body, self._load_state)
 
     # -- fit --------------------------------------------------------------------------
     def fit(self, data: Any, validation: Any = None, progress: Progress | None = None) -> "S3T":
@@ -174,8 +182,9 @@ class S3T:
                parents: dict | None = None) -> list[str]:
         """Train ``prefixes`` for each shard (in worker processes when there are cores to spare).
 
-        Workers only write checkpoint files; the ledger registers each one here, after
-        re-hashing the file, so a crashed worker never leaves a registered half-checkpoint.
+        Workers only write checkpoint files (into staging); each is re-hashed, registered in
+        the ledger, then moved into place, so a crashed worker never leaves a registered
+        half-checkpoint and an unregistered file never outlives recovery.
         """
         from .errors import IntegrityError
         from .store.atomic import sha256_file
@@ -186,14 +195,17 @@ class S3T:
         on_step = (lambda n: progress("training", n, total)) if progress else None
         created: list[str] = []
         in_process = self._backbone if getattr(self, "_backbone", None) is not None else None
-        for trained in run_jobs(jobs, self.config.train.workers, on_step=on_step, backbone=in_process):
-            for c in trained:  # parents first
-                if sha256_file(self.ws_.resolve(c.path)) != c.sha256:
-                    raise IntegrityError(f"checkpoint {c.id} changed between training and registration")
-                fields = {k: v for k, v in c.__dict__.items() if k != "lineage"}
-                self.ws_.ledger.register_checkpoint(lineage=list(c.lineage), **fields)
-                created.append(c.id)
-                log.info("shard %d prefix %s: val acc %s (%.1fs)", c.shard, c.prefix, c.val_accuracy, c.seconds)
+        with self.ws_.training_lock():
+            for trained in run_jobs(jobs, self.config.train, on_step=on_step, backbone=in_process):
+                for c in trained:  # parents first
+                    if sha256_file(self.ws_.resolve(c.staging)) != c.sha256:
+                        raise IntegrityError(f"checkpoint {c.id} changed between training and registration")
+                    fields = {k: v for k, v in c.__dict__.items() if k not in ("lineage", "staging")}
+                    self.ws_.ledger.register_checkpoint(lineage=list(c.lineage), **fields)
+                    self.ws_.publish(c.staging, c.path)  # registered first: recovery finishes the move
+                    created.append(c.id)
+                    log.info("shard %d prefix %s: val acc %s (%.1fs)", c.shard, c.prefix, c.val_accuracy, c.seconds)
+            self.ws_.sweep_staging()  # files of retried or failed attempts
         return created
 
     # -- predict ----------------------------------------------------------------------

@@ -143,10 +143,10 @@ def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
                 slices=slices, records=texts, n_labels=len(model.classes_),
                 validation_ids=scoring_subset([r.id for r in validation], model.config.train.val_limit),
             ))
-        for trained in run_jobs(jobs, model.config.train.workers, on_step=None):
+        for trained in run_jobs(jobs, model.config.train, on_step=None):
             for c in trained:
                 mine = current.get((c.shard, c.prefix))
-                scratch, _ = load_checkpoint(f"{tmp}/{c.path}")
+                scratch, _ = load_checkpoint(f"{tmp}/{c.staging}")
                 report.compared += 1
                 if mine is None or mine.purged:
                     report.mismatches.append(f"shard {c.shard} prefix {c.prefix}: no live checkpoint (retrain pending?)")

@@ -12,14 +12,17 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..config import S3TConfig
 from ..errors import WorkspaceError
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, fsync_dir
 from .ledger import Ledger
 
 log = logging.getLogger("s3t")
@@ -27,6 +30,15 @@ log = logging.getLogger("s3t")
 CONFIG_FILE = "s3t.json"
 WORKSPACE_FILE = "workspace.json"
 SERVED_FILE = "served.json"
+STAGING_DIR = "checkpoints/.staging"
+
+
+def checkpoint_relpath(shard: int, checkpoint_id: str) -> str:
+    return f"checkpoints/shard-{shard}/{checkpoint_id}.safetensors"
+
+
+def staging_relpath(checkpoint_id: str) -> str:
+    return f"{STAGING_DIR}/{checkpoint_id}.safetensors"
 
 
 class Workspace:
@@ -59,9 +71,6 @@ class Workspace:
         return S3TConfig.load(self.config_path)
 
     # -- checkpoints ------------------------------------------------------------------
-    def checkpoint_path(self, shard: int, checkpoint_id: str) -> Path:
-        return self.path / "checkpoints" / f"shard-{shard}" / f"{checkpoint_id}.safetensors"
-
     def resolve(self, relative: str) -> Path:
         return self.path / relative
 
@@ -76,6 +85,52 @@ class Workspace:
     def read_served(self) -> dict[str, Any] | None:
         p = self.path / SERVED_FILE
         return json.loads(p.read_text()) if p.exists() else None
+
+    # -- training artefacts -----------------------------------------------------------
+    @contextmanager
+    def training_lock(self):
+        """Exclusive lock held while checkpoints are trained and registered (one trainer at a time)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / "train.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WorkspaceError(f"another process is training in {self.path}; wait for it to finish") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def publish(self, staging: str, final: str) -> None:
+        """Move a registered checkpoint from staging into place (atomic rename, fsynced)."""
+        src, dst = self.resolve(staging), self.resolve(final)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        fsync_dir(dst.parent)
+
+    def sweep_staging(self) -> int:
+        """Finish moves of registered checkpoints; erase unregistered staged files (dead or
+        retried jobs). Call with the training lock held."""
+        staging = self.path / STAGING_DIR
+        if not staging.exists():
+            return 0
+        registered = {c.id: c for c in self.ledger.checkpoints()}
+        n = 0
+        for f in staging.glob("*.safetensors"):
+            c = registered.get(f.stem)
+            if c is not None and not c.purged and not self.resolve(c.path).exists():
+                self.publish(self.relative(f), c.path)
+            else:
+                f.unlink()
+            n += 1
+        return n
+
+    def _finish_staging(self) -> int:
+        try:
+            with self.training_lock():
+                return self.sweep_staging()
+        except WorkspaceError:
+            return 0  # a trainer is running: its staged files are live
 
     # -- erasure and recovery ---------------------------------------------------------
     def purge_tainted(self) -> list[str]:
@@ -96,6 +151,8 @@ class Workspace:
         """
         for tmp in self.path.rglob(".*.tmp-*"):
             tmp.unlink(missing_ok=True)
+        if self._finish_staging():
+            log.info("recovery: finished or erased staged checkpoint files of interrupted training")
         purged = self.purge_tainted()
         if purged:
             log.info("recovery: erased %d checkpoint file(s) cut by deletions", len(purged))

@@ -1,8 +1,9 @@
 """Shard jobs: the unit of training work, runnable in-process or in a worker process.
 
 A job trains a set of prefixes of one shard (parents first) and writes each checkpoint
-file atomically. It never touches the ledger: the driver registers the returned
-checkpoints after checking each file's sha256, so a job that dies leaves nothing
+file atomically into ``checkpoints/.staging/``. It never touches the ledger: the driver
+checks each returned file's sha256, registers it, then moves it into place, so a job that
+dies leaves nothing
 registered (and its temp files are swept by workspace recovery).
 """
 
@@ -14,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from ..config import S3TConfig
+from ..config import S3TConfig, TrainConfig
+from ..errors import ConfigError
+from ..store.workspace import checkpoint_relpath, staging_relpath
 from .seeds import prefix_key
 from .trainer import SliceData
 
@@ -44,7 +47,8 @@ class TrainedCheckpoint:
     prefix: str
     stage: int
     parent_id: str | None
-    path: str  # relative to the workspace
+    path: str  # final location, relative to the workspace
+    staging: str  # where the job wrote it
     sha256: str
     seed: str
     threads: int
@@ -54,8 +58,6 @@ class TrainedCheckpoint:
     lineage: tuple[int, ...]
 
 
-def checkpoint_relpath(shard: int, checkpoint_id: str) -> str:
-    return f"checkpoints/shard-{shard}/{checkpoint_id}.safetensors"
 
 
 def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, backbone=None) -> list[TrainedCheckpoint]:
@@ -80,20 +82,34 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
 
     def on_checkpoint(spec, result, lineage) -> None:
         cid = f"s{job.shard}-{prefix_key(spec.prefix).replace(',', '.')}-{uuid.uuid4().hex[:8]}"
-        rel = checkpoint_relpath(job.shard, cid)
+        rel = staging_relpath(cid)
         meta = {"shard": job.shard, "prefix": prefix_key(spec.prefix), "stage": spec.stage, "seed": spec.seed,
                 "threads": config.train.threads, "config_sha256": config.digest()}
         digest = save_checkpoint(root / rel, result.state, meta)
         ids_by_prefix[spec.prefix] = cid
+        _fault_injection()
         out.append(TrainedCheckpoint(
             id=cid, shard=job.shard, prefix=prefix_key(spec.prefix), stage=spec.stage,
-            parent_id=ids_by_prefix[spec.prefix[:-1]] if spec.stage > 1 else None, path=rel, sha256=digest,
+            parent_id=ids_by_prefix[spec.prefix[:-1]] if spec.stage > 1 else None, path=checkpoint_relpath(job.shard, cid), staging=rel, sha256=digest,
             seed=str(spec.seed), threads=config.train.threads, n_examples=result.n_examples,
             val_accuracy=result.val_accuracy, seconds=result.seconds, lineage=tuple(lineage),
         ))
 
     runner.train_prefixes(job.shard, job.prefixes, job.slices, on_checkpoint, parent_states=parent_states, on_step=on_step)
     return out
+
+
+def _fault_injection() -> None:
+    """Fault harness hook: with ``S3T_FAULT_KILL_ONCE=<path>`` set, the first job process to
+    write a checkpoint creates ``<path>`` and dies at once (as if killed); later ones run."""
+    marker = os.environ.get("S3T_FAULT_KILL_ONCE")
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(137)
 
 
 # -- executors ----------------------------------------------------------------------------
@@ -105,15 +121,23 @@ def resolve_workers(workers: int, n_jobs: int) -> int:
 
 
 def run_jobs(
-    jobs: Sequence[ShardJob], workers: int = 0, on_step: Callable[[int], None] | None = None, backbone=None
+    jobs: Sequence[ShardJob], train: "TrainConfig", on_step: Callable[[int], None] | None = None, backbone=None
 ) -> Iterator[list[TrainedCheckpoint]]:
-    """Run jobs and yield each job's checkpoints as it finishes (in-process when one worker).
+    """Run jobs on the configured executor; yield each job's checkpoints as it finishes.
 
-    Worker processes are fresh interpreters running ``python -m s3t.train.worker`` (job
-    pickled on stdin, progress and result on stdout), so the caller's script is never
-    re-imported and no forked OpenMP state is inherited.
+    Executors never change a bit: every job pins ``train.threads`` and derives its seeds
+    from (shard, prefix), wherever it runs.
     """
-    n = resolve_workers(workers, len(jobs))
+    if train.executor not in EXECUTORS:
+        raise ConfigError(f"train.executor must be one of {sorted(EXECUTORS)}; got {train.executor!r}")
+    yield from EXECUTORS[train.executor](jobs, train, on_step, backbone)
+
+
+def _run_local(jobs, train, on_step, backbone):
+    """In-process for one worker; else fresh interpreters (``python -m s3t.train.worker``,
+    job pickled on stdin, progress and result on stdout), so the caller's script is never
+    re-imported and no forked OpenMP state is inherited."""
+    n = resolve_workers(train.workers, len(jobs))
     if n == 1:
         for job in jobs:
             yield run_shard_job(job, on_step=on_step, backbone=backbone)
@@ -121,3 +145,12 @@ def run_jobs(
     from .worker import WorkerPool
 
     yield from WorkerPool(n).run(jobs, on_step)
+
+
+def _run_ray(jobs, train, on_step, backbone):
+    from .ray_executor import run_on_ray
+
+    yield from run_on_ray(jobs, train, on_step)
+
+
+EXECUTORS: dict[str, Callable] = {"local": _run_local, "ray": _run_ray}
