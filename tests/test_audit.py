@@ -7,7 +7,6 @@ import json
 import pytest
 
 from s3t.audit import audit
-from s3t.errors import IntegrityError
 from s3t.store.ledger import canonical
 from s3t.store.schema import Receipt as ReceiptRow, Record
 from tests.fitted_copy import fitted_template, fitted_ws, record_in  # noqa: F401  (fixtures)
@@ -59,9 +58,9 @@ def test_tampered_live_checkpoint_fails_files(fitted_ws):
     assert not report.ok
     assert failed(report) == {"files"}
     assert c.id in by_name(report)["files"].detail and "sha256" in by_name(report)["files"].detail
-    # and the served ensemble refuses to load it
-    with pytest.raises(IntegrityError):
-        fitted_ws.predict(["good film"])
+    # and the served ensemble refuses to load it: only that shard goes out of service
+    fitted_ws.predict(["good film"])
+    assert fitted_ws.ensemble_.out_of_service == {1: c.id} and sorted(fitted_ws.ensemble_.members) == [0]
 
 
 def test_missing_live_checkpoint_fails_files(fitted_ws):

@@ -298,6 +298,60 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    workspace: Path = WorkspaceOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    db: Optional[str] = DbOpt,
+    background: bool = typer.Option(True, "--background/--no-background", help="Retrain cut stages in a background thread after forgets."),
+) -> None:
+    """Serve predict / forget / status / audit over HTTP (FastAPI + uvicorn); API docs at /docs.
+
+    POST /forget needs `Authorization: Bearer TOKEN`: S3T_TOKEN, else WORKSPACE/token (generated
+    with mode 0600 on first start). Example: s3t serve -w ws --port 8000
+    """
+    import logging
+
+    import uvicorn
+
+    from .service import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(workspace, db=db, background=background), host=host, port=port, log_level="info")
+
+
+@app.command()
+def bench(
+    out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced run (a few minutes on 2 cores) instead of the full benchmark (hours)."),
+    as_json: bool = JsonOpt,
+    model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),
+    deletions: Optional[int] = typer.Option(None, "--deletions", help="Override the number of single-record forgets timed in P1 (default 200)."),
+) -> None:
+    """Benchmark S3T side by side with SISA and full retraining in one run: forget latency (P1),
+    deletion rate (P2), accuracy before / during deletions (P3, P4), training cost (P5, P7) and
+    predict speed (P6). Writes results.json, summary.md and PNG plots; prints the table.
+
+    Example: s3t bench --out results/bench-quick --quick
+    """
+    from .bench import run_bench
+
+    results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
+                        deletions=deletions)
+
+    def render(r):
+        table = Table("part", "metric", "measured", "target", "met", title=f"s3t bench ({r['mode']})")
+        for row in r["summary"]:
+            met = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}[row["met"]]
+            table.add_row(row["part"], row["metric"], row["value"], row["target"], met)
+        out.print(table)
+        out.print(f"results: {out_dir / 'results.json'}; plots: {', '.join(r['plots'])}")
+
+    _emit(results, as_json, render)
+
+
 def main() -> None:
     """Entry point: s3t errors become one clean line and exit code 2."""
     try:

@@ -169,7 +169,10 @@ class S3T:
         validation = scoring_subset([i for i, r in records.items() if r.split == "validation"], self.config.train.val_limit)
         jobs = []
         for shard in shards:
-            slices = {sl: SliceData(sv.id, tuple(ledger.slice_member_ids(sv.id))) for (sh, sl), sv in versions.items() if sh == shard}
+            # a record forgotten after its slice version was built has no text any more: leave it
+            # out; that version is tainted, so nothing trained on it is ever served
+            slices = {sl: SliceData(sv.id, tuple(i for i in ledger.slice_member_ids(sv.id) if i in records))
+                      for (sh, sl), sv in versions.items() if sh == shard}
             needed = {i for sd in slices.values() for i in sd.record_ids} | set(validation)
             jobs.append(ShardJob(
                 workspace=str(self.ws_.path), config=self.config.to_dict(), shard=shard, prefixes=tuple(prefixes),

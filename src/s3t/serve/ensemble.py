@@ -9,6 +9,7 @@ prediction sees either the old or the new ensemble, never a mix.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 
 from ..config import S3TConfig
-from ..errors import NoLiveModelError
+from ..errors import IntegrityError, NoLiveModelError
 from ..train.batches import bucket_batches, pad_ids, tokenize
 from ..train.layers import adapted_layers, layer_groups
 from ..train.model import AdaptedEncoder, embed, run_layers
 
+log = logging.getLogger("s3t")
 
 @dataclass(frozen=True)
 class Member:
@@ -46,6 +48,7 @@ class Ensemble:
         self.n_labels = n_labels
         self.groups = layer_groups(backbone.n_layers, config.plan.slices)
         self.members: dict[int, Member] = {}
+        self.out_of_service: dict[int, str] = {}  # shard -> checkpoint that failed its integrity check
         self.manifest_version = 0
 
     def build_member(self, shard: int, checkpoint_id: str, stage: int, state: dict[str, torch.Tensor]) -> Member:
@@ -55,8 +58,14 @@ class Ensemble:
         return Member(shard, checkpoint_id, stage, model)
 
     def sync(self, version: int, manifest: dict, load_state: StateLoader) -> list[int]:
-        """Swap to ``manifest``; reuse unchanged members. Returns shards whose member changed."""
+        """Swap to ``manifest``; reuse unchanged members. Returns shards whose member changed.
+
+        A checkpoint that fails its integrity check (sha256 mismatch, missing or unreadable
+        file) takes only its shard out of service — logged at ERROR, listed in
+        ``out_of_service``, never served; the other shards keep serving.
+        """
         new: dict[int, Member] = {}
+        broken: dict[int, str] = {}
         changed = []
         for shard_key, entry in manifest["shards"].items():
             shard = int(shard_key)
@@ -68,10 +77,20 @@ class Ensemble:
             if old is not None and old.checkpoint_id == entry["checkpoint"]:
                 new[shard] = old
                 continue
-            new[shard] = self.build_member(shard, entry["checkpoint"], int(entry["stage"]), load_state(entry["checkpoint"]))
+            try:
+                state = load_state(entry["checkpoint"])
+            except IntegrityError as exc:
+                log.error("shard %d taken out of service: checkpoint %s failed its integrity check (%s)",
+                          shard, entry["checkpoint"], exc)
+                broken[shard] = entry["checkpoint"]
+                if old is not None:
+                    changed.append(shard)
+                continue
+            new[shard] = self.build_member(shard, entry["checkpoint"], int(entry["stage"]), state)
             changed.append(shard)
         changed += [s for s in self.members if str(s) not in manifest["shards"]]
         self.members = new  # one assignment: readers see old or new, never a mix
+        self.out_of_service = broken
         self.manifest_version = version
         return sorted(set(changed))
 

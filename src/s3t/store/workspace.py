@@ -156,6 +156,9 @@ class Workspace:
         purged = self.purge_tainted()
         if purged:
             log.info("recovery: erased %d checkpoint file(s) cut by deletions", len(purged))
+        if self.ledger.initialised and self.ledger.latest_manifest()[0]:
+            # stages registered by an interrupted retrain are swapped in (the rule decides)
+            self.ledger.refresh_manifest("recovery")
         version, body = self.ledger.latest_manifest()
         served = self.read_served()
         if version and (served is None or served.get("version") != version):

@@ -1,0 +1,223 @@
+"""The HTTP service: ``create_app(workspace)`` returns a FastAPI app (testable without a server).
+
+Endpoints: ``POST /predict``, ``POST /forget`` (bearer token), ``GET /forget/{request_id}``,
+``GET /status``, ``GET /audit``, ``GET /healthz``; docs at ``/docs``. Every error has one
+JSON shape, ``{"error": {"type": ..., "message": ...}}``, mapped from :mod:`s3t.errors` here.
+Endpoints are plain ``def``: FastAPI runs them in its thread pool, so a prediction never
+blocks the event loop and never waits for a retrain (see :mod:`s3t.service.worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path
+from typing import Optional
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import errors
+from ..estimator import S3T
+from ..forget import Receipt as ReceiptRecord
+from ..store.schema import Receipt as ReceiptRow
+from . import schemas as sc
+from .auth import require_token, resolve_token
+from .worker import RetrainWorker, pending_requests, recover_on_startup
+
+log = logging.getLogger("s3t")
+
+MAX_BODY = 10 * 1024 * 1024  # bytes; larger bodies get 413 before any parsing
+AUDIT_WAIT = 300.0  # seconds /audit waits for a running retrain (so it never sees a half-done swap)
+
+STATUS = {  # first match along the exception's MRO wins; other S3TErrors are 500
+    errors.UnknownRecordError: 404,
+    errors.DataError: 422,
+    errors.ConfigError: 422,
+    errors.NoLiveModelError: 503,
+    errors.NotFittedError: 409,
+    errors.WorkspaceError: 409,
+    errors.IntegrityError: 500,
+}
+ERRORS = {code: {"model": sc.ErrorResponse} for code in (404, 409, 422, 500, 503)}
+
+
+def error_response(status: int, kind: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over ``limit`` bytes, by Content-Length or as streamed,
+    before the app parses anything. The (bounded) body is buffered and replayed to the app."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = error_response(413, "PayloadTooLarge", f"request body exceeds {self.limit} bytes")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await too_large(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _receipt_out(receipt: ReceiptRecord, state: str, created: bool) -> sc.Receipt:
+    return sc.Receipt(**receipt.to_dict(), created=created, state=state)
+
+
+def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[str] = None, background: bool = True,
+               retrain_interval: float = 30.0) -> FastAPI:
+    """Build the service over a trained workspace (loaded and recovered now; errors raise here).
+
+    ``token``: bearer token for POST /forget (else ``S3T_TOKEN``, else ``WORKSPACE/token``,
+    generated if missing). ``background``: retrain cut stages after forgets in a background
+    thread (else leave it to ``s3t retrain``). ``retrain_interval``: seconds between retries.
+    """
+    model = S3T.load(workspace, db=db)
+    secret = resolve_token(model.ws_.path, token)
+    mutate = threading.Lock()  # in-process file steps of forgets and of post-retrain swaps take turns
+
+    def after_retrain() -> None:
+        with mutate:
+            version, body = model.ws_.ledger.latest_manifest()
+            served = model.ws_.read_served()
+            if served is None or served.get("version") != version:
+                model.ws_.write_served(version, body)
+            if getattr(model, "_ensemble", None) is not None:
+                model._sync()  # swap the in-memory ensemble now, not on the next prediction
+
+    worker = RetrainWorker(model, after_retrain, interval=retrain_interval) if background else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        recover_on_startup(model)
+        try:
+            model.ensemble_  # load the backbone and the served checkpoints before taking traffic
+        except errors.S3TError as exc:
+            log.error("ensemble not loaded at start-up: %s", exc)
+        if worker is not None:
+            worker.start()
+        yield
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
+        model.ws_.ledger.close()
+
+    app = FastAPI(
+        title="s3t", version="0.1.0", lifespan=lifespan,
+        description="Exact machine unlearning (S3T): predictions from checkpoints that never saw a deleted record; "
+                    "forget in milliseconds, retrain in the background.",
+    )
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.state.model, app.state.worker = model, worker
+
+    @app.exception_handler(errors.S3TError)
+    async def s3t_error(request: Request, exc: errors.S3TError):
+        status = next((STATUS[k] for k in type(exc).__mro__ if k in STATUS), 500)
+        return error_response(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        return error_response(422, "ValidationError", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        kind = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
+        return error_response(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.post("/predict", response_model=sc.PredictResponse, responses=ERRORS, summary="Classify texts with the served ensemble")
+    def predict(req: sc.PredictRequest) -> sc.PredictResponse:
+        ens = model.ensemble_
+        for _ in range(5):  # the member table this prediction used (retry if swapped meanwhile)
+            members = ens.members
+            proba = model.predict_proba(req.texts)
+            if ens.members is members:
+                break
+        classes = [str(c) for c in model.classes_]
+        return sc.PredictResponse(
+            labels=[classes[i] for i in proba.argmax(-1)], probabilities=proba.tolist(), classes=classes,
+            served={str(s): (members[s].stage if s in members else 0) for s in range(model.config.plan.shards)},
+        )
+
+    @app.post("/forget", status_code=202, response_model=sc.Receipt, summary="Forget records (exact now, retrained later)",
+              dependencies=[Depends(require_token(secret))], responses={401: {"model": sc.ErrorResponse}, **ERRORS})
+    def forget(req: sc.ForgetRequest) -> sc.Receipt:
+        with mutate:
+            receipt = model.forget(record_ids=req.record_ids, subject=req.subject)
+        if worker is not None:
+            worker.notify()
+        state = model.ws_.ledger.request_state(receipt.request_id) or "served-exact"
+        return _receipt_out(receipt, state, receipt.created)
+
+    @app.get("/forget/{request_id}", response_model=sc.ForgetState, responses=ERRORS, summary="State of a forget request")
+    def forget_state(request_id: str) -> sc.ForgetState:
+        ledger = model.ws_.ledger
+        with ledger.Session() as s:
+            row = s.get(ReceiptRow, request_id)
+            if row is None:
+                raise errors.UnknownRecordError(f"unknown request id {request_id!r}")
+            receipt = ReceiptRecord(json.loads(row.body), row.hash, created=False)
+        state = ledger.request_state(request_id)
+        return sc.ForgetState(request_id=request_id, state=state, receipt=_receipt_out(receipt, state, False))
+
+    @app.get("/status", response_model=sc.StatusResponse, responses=ERRORS, summary="Shards, served prefixes, pending retrains")
+    def status() -> sc.StatusResponse:
+        ens = model.ensemble_
+        return sc.StatusResponse(
+            **model.status(), ensemble_size=len(ens.members),
+            out_of_service={str(k): v for k, v in ens.out_of_service.items()},
+            pending_retrains=pending_requests(model), worker=_worker_status(worker),
+        )
+
+    @app.get("/audit", response_model=sc.AuditResponse, responses=ERRORS, summary="The checks of `s3t audit`")
+    def audit() -> sc.AuditResponse:
+        if worker is None:
+            return sc.AuditResponse(**model.audit().to_dict(), retraining=False)
+        with worker.quiesce(AUDIT_WAIT) as quiet:
+            return sc.AuditResponse(**model.audit().to_dict(), retraining=not quiet)
+
+    @app.get("/healthz", response_model=sc.Health, summary="Liveness")
+    def healthz() -> sc.Health:
+        return sc.Health()
+
+    return app
+
+
+def _worker_status(worker: Optional[RetrainWorker]) -> sc.WorkerStatus:
+    if worker is None:
+        return sc.WorkerStatus(enabled=False, alive=False, busy=False, runs=0, failures=0)
+    return sc.WorkerStatus(enabled=True, alive=worker.alive, busy=worker.busy, runs=worker.runs, failures=worker.failures,
+                           last_error=worker.last_error, last_report=worker.last_report)

@@ -1,0 +1,231 @@
+"""Background retraining for the service: one thread that batches deletions into one retrain.
+
+Design
+------
+* ONE daemon thread waits on an :class:`threading.Event` with a timeout. ``POST /forget``
+  sets the event; the thread then runs ONE ``S3T.retrain()`` for every request queued so far
+  (state served-exact or retraining), so a burst of forgets costs one retrain.
+* That retrain runs in a child process (``python -m s3t.service.worker WORKSPACE``): training
+  never holds the server's GIL, never draws from the server's torch RNG (stage seeding is
+  global-RNG based, so an in-process trainer racing a model swap could lose bit-exactness),
+  and a crash in training cannot take the server down. The child writes the ledger, the
+  checkpoint files and ``served.json``; the server then swaps its in-memory ensemble to the
+  new manifest (atomically, under the estimator's lock). Predictions never wait for it.
+* An exception (or a failed child) is logged and retried on the next wake (the next forget,
+  or the timeout). ``stop()`` ends the thread; a running child is terminated, the stages it
+  already registered are swapped in (:func:`finish_swap`) and its requests stay queued — the
+  next start-up re-queues every request in served-exact/retraining. The child shares the
+  server's process group and exits by itself within a second if the server dies.
+* :meth:`RetrainWorker.quiesce` holds retraining off (e.g. while ``/audit`` runs, so it never
+  sees stages registered but not yet swapped in).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+log = logging.getLogger("s3t")
+
+PENDING_STATES = ("served-exact", "retraining")
+
+
+def pending_requests(model) -> list[str]:
+    return model.ws_.ledger.requests_in_state(*PENDING_STATES)
+
+
+def finish_swap(model) -> None:
+    """Finish a half-done swap: stages registered by an interrupted retrain become servable once
+    the manifest is refreshed (the serving rule only ever picks clean lineages); ``served.json``
+    is made to match. Skipped while another process is training."""
+    from ..errors import WorkspaceError
+
+    ws = model.ws_
+    before, _ = ws.ledger.latest_manifest()
+    if not before:
+        return  # never fitted to the end: nothing was served, nothing to finish
+    try:
+        with ws.training_lock():  # a trainer elsewhere may have registered stages not yet in place
+            version, body = ws.ledger.refresh_manifest("recovery")
+    except WorkspaceError:
+        log.info("recovery: another process is training; the served manifest is left to it")
+        version, body = ws.ledger.latest_manifest()
+    if version != before:
+        log.warning("recovery: served manifest v%d -> v%d (stages of an interrupted retrain swapped in)", before, version)
+    served = ws.read_served()
+    if version and (served is None or served.get("version") != version):
+        ws.write_served(version, body)
+    ws.purge_tainted()
+
+
+def recover_on_startup(model) -> list[str]:
+    """:func:`finish_swap`, then the requests still to retrain (to re-queue)."""
+    finish_swap(model)
+    pending = pending_requests(model)
+    if pending:
+        log.info("recovery: %d request(s) still to retrain: %s", len(pending), ", ".join(pending[:5]))
+    return pending
+
+
+class RetrainWorker:
+    """The background retrain thread (see the module docstring)."""
+
+    def __init__(self, model, on_done: Callable[[], None], interval: float = 30.0, stop_timeout: float = 10.0):
+        self.model = model
+        self.on_done = on_done
+        self.interval = interval
+        self.stop_timeout = stop_timeout
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards _proc against stop() racing a spawn
+        self._gate = threading.Lock()  # held for a whole retrain, or by quiesce()
+        self._proc: Optional[subprocess.Popen] = None
+        self._thread: Optional[threading.Thread] = None
+        self.busy = False
+        self.runs = 0
+        self.failures = 0
+        self.last_error: Optional[str] = None
+        self.last_report: Optional[dict] = None
+
+    # -- control ------------------------------------------------------------------------
+    def start(self, requeue: bool = True) -> None:
+        self._thread = threading.Thread(target=self._loop, name="s3t-retrain", daemon=True)
+        self._thread.start()
+        if requeue and pending_requests(self.model):
+            self.notify()
+
+    def notify(self) -> None:
+        """Wake the thread: there is something to retrain."""
+        self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @contextmanager
+    def quiesce(self, timeout: float) -> Iterator[bool]:
+        """Wait (up to ``timeout`` s) for a running retrain to finish and hold the next one off;
+        yields whether that worked."""
+        got = self._gate.acquire(timeout=timeout)
+        try:
+            yield got
+        finally:
+            if got:
+                self._gate.release()
+
+    def stop(self) -> None:
+        """Stop the thread; terminate a running retrain child (its requests stay queued) and
+        swap in the stages it registered."""
+        with self._lock:
+            self._stop.set()
+            proc = self._proc
+        self._wake.set()
+        if proc is not None and proc.poll() is None:
+            log.info("stopping: terminating the running retrain (its requests stay queued)")
+            proc.terminate()
+        if self._thread is not None:
+            self._thread.join(self.stop_timeout)
+            if self._thread.is_alive() and proc is not None:
+                proc.kill()
+                self._thread.join(self.stop_timeout)
+        if proc is not None:
+            try:
+                finish_swap(self.model)
+            except Exception:
+                log.exception("could not swap in the stages of the interrupted retrain (the next start-up will)")
+
+    # -- the thread -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            if self._stop.is_set():
+                break
+            self._wake.clear()  # forgets from now on wake the next round
+            try:
+                if pending_requests(self.model):
+                    self._retrain_once()
+            except Exception as exc:  # never let the thread die
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if not self._stop.is_set():
+                    log.exception("background retrain failed; retrying on the next wake")
+
+    def _retrain_once(self) -> None:
+        cmd = [sys.executable, "-m", "s3t.service.worker", str(self.model.ws_.path)]
+        if self.model.db:
+            cmd += ["--db", str(self.model.db)]
+        with self._gate:
+            self._run_child(cmd)
+
+    def _run_child(self, cmd: list[str]) -> None:
+        self.busy = True  # until the new ensemble is swapped in
+        start = time.perf_counter()
+        try:
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, err = self._proc.communicate()
+            if self._stop.is_set():
+                return
+            if self._proc.returncode != 0:
+                tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-5:])
+                raise RuntimeError(f"retrain process exited with {self._proc.returncode}: {tail}")
+            lines = out.decode().strip().splitlines()
+            self.last_report = json.loads(lines[-1]) if lines else {}
+            self.on_done()
+            self.runs += 1
+            self.last_error = None
+            log.info("background retrain done in %.1fs: %d request(s), %d checkpoint(s)", time.perf_counter() - start,
+                     len(self.last_report.get("requests", [])), len(self.last_report.get("checkpoints", [])))
+        finally:
+            with self._lock:
+                self._proc = None
+            self.busy = False
+
+
+def _exit_with_parent() -> None:
+    """In the child: SIGTERM unwinds (so training worker processes are reaped), and the child
+    terminates itself if the server that started it dies."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="s3t-parent-watch", daemon=True).start()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Child entry point: one ``S3T.retrain()`` over every queued request; the report as JSON on stdout."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m s3t.service.worker", description=main.__doc__)
+    parser.add_argument("workspace", type=Path)
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _exit_with_parent()
+    from ..estimator import S3T
+
+    model = S3T.load(args.workspace, db=args.db)
+    try:
+        report = model.retrain()
+    finally:
+        model.ws_.ledger.close()
+    print(json.dumps(report.to_dict(), default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()

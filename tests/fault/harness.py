@@ -1,0 +1,237 @@
+"""Fault and load harness for `s3t serve` (loopback only, bounded in time).
+
+    python -m tests.fault.harness --out results/fault [--trials 20] [--requests 1000] [--clients 16]
+
+1. Crash trials: start the server as a subprocess over a copy of a fitted workspace, send
+   forget + predict traffic, ``kill -9`` it at a random moment (during forgets, during the
+   background retrain, during a swap), restart it (recovery runs at start-up), then check:
+   every acknowledged deletion is in the ledger, no served checkpoint's lineage holds a
+   deleted record, ``audit`` passes, the receipt chain verifies.
+2. Load: N forget requests from C concurrent httpx clients with duplicates mixed in; each
+   distinct request must be acknowledged by exactly one receipt; p50/p99 latency.
+
+Writes ``fault.json`` into ``--out``. Every loop has a bound; every server is killed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+TOKEN = "harness-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`s3t serve` as a subprocess on 127.0.0.1."""
+
+    def __init__(self, workspace: Path, background: bool = True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "s3t.cli", "serve", "--workspace", str(workspace), "--host", "127.0.0.1",
+               "--port", str(self.port)]
+        if not background:
+            cmd.append("--no-background")
+        env = {**os.environ, "S3T_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+        self.log = open(workspace.parent / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become ready")
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its training workers
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+                return
+        self.log.close()
+
+
+def headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_workspace(root: Path, n_records: int) -> Path:
+    """Fit a tiny-model workspace once (random BERT, toy texts) to copy per trial."""
+    from s3t import S3T
+    from tests.conftest import make_tiny_model, tiny_config, toy_rows
+
+    model_dir = make_tiny_model(root / "tiny-model", 6)
+    ws = root / "template"
+    S3T(tiny_config(model_dir, shards=4, epochs=1), workspace=ws).fit(
+        toy_rows(n_records, seed=11, subjects=50), validation=toy_rows(40, seed=12))
+    return ws
+
+
+def check_workspace(ws: Path, acknowledged: set[str]) -> dict:
+    from s3t import S3T
+
+    est = S3T.load(ws)  # runs recovery, as a restarted server does
+    deleted = est.ws_.ledger.deleted_ids()
+    report = est.audit()
+    return {
+        "lost_acknowledged": sorted(acknowledged - deleted),
+        "audit_ok": report.ok,
+        "failures": [c.__dict__ for c in report.failures()],
+    }
+
+
+def crash_trial(template: Path, root: Path, i: int, rng: random.Random, record_ids: list[str]) -> dict:
+    ws = root / f"trial-{i}" / "ws"
+    shutil.copytree(template, ws)
+    server = Server(ws)
+    acknowledged: set[str] = set()
+    moment = rng.choice(["forget", "retrain", "swap"])
+    try:
+        server.wait_ready()
+        stop_at = time.monotonic() + rng.uniform(0.2, 3.0 if moment != "retrain" else 6.0)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            n = 0
+            while time.monotonic() < stop_at and n < 200:  # bounded
+                ids = rng.sample(record_ids, rng.randint(1, 3))
+                try:
+                    r = client.post("/forget", json={"record_ids": ids}, headers=headers())
+                    if r.status_code == 202:
+                        acknowledged.update(ids)
+                    client.post("/predict", json={"texts": ["great film", "dull plot"]})
+                except httpx.HTTPError:
+                    break
+                n += 1
+    finally:
+        server.kill9()
+    restarted = Server(ws)
+    try:
+        restarted.wait_ready()
+        audit = httpx.get(restarted.url + "/audit", timeout=60).json()
+    finally:
+        restarted.stop()
+    result = check_workspace(ws, acknowledged)
+    result.update({"trial": i, "moment": moment, "acknowledged": len(acknowledged), "served_audit_ok": audit.get("ok")})
+    shutil.rmtree(ws.parent, ignore_errors=True)
+    return result
+
+
+def load_test(template: Path, root: Path, requests: int, clients: int, rng: random.Random, record_ids: list[str]) -> dict:
+    ws = root / "load" / "ws"
+    shutil.copytree(template, ws)
+    server = Server(ws, background=False)
+    distinct = rng.sample(record_ids, min(len(record_ids), int(requests * 0.8)))
+    plan = [[d] for d in distinct]
+    plan += [[rng.choice(distinct)] for _ in range(requests - len(plan))]  # duplicates mixed in
+    rng.shuffle(plan)
+    latencies: list[float] = []
+    receipts: dict[str, set[str]] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+    cursor = iter(range(len(plan)))
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            while True:
+                with lock:
+                    k = next(cursor, None)
+                if k is None:
+                    return
+                t = time.perf_counter()
+                r = client.post("/forget", json={"record_ids": plan[k]}, headers=headers())
+                dt = time.perf_counter() - t
+                with lock:
+                    latencies.append(dt)
+                    if r.status_code != 202:
+                        errors.append(f"{r.status_code} {r.text[:100]}")
+                    else:
+                        receipts.setdefault(plan[k][0], set()).add(r.json()["request_id"])
+
+    try:
+        server.wait_ready()
+        threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+        wall = time.perf_counter() - start
+    finally:
+        server.stop()
+    lat = sorted(latencies)
+    q = lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))]  # noqa: E731
+    result = check_workspace(ws, set(receipts))
+    result.update({
+        "requests": len(latencies), "distinct": len(distinct), "clients": clients, "errors": errors[:5],
+        "each_acknowledged_once": all(len(v) == 1 for v in receipts.values()) and len(receipts) == len(distinct),
+        "p50_ms": q(0.50), "p99_ms": q(0.99), "throughput_rps": len(latencies) / wall,
+    })
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--records", type=int, default=1600)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rng = random.Random(args.seed)
+    root = Path(tempfile.mkdtemp(prefix="s3t-fault-"))
+    try:
+        template = make_workspace(root, args.records)
+        from s3t import S3T
+
+        record_ids = [r.id for r in S3T.load(template).ws_.ledger.records("train")]
+        trials = [crash_trial(template, root, i, rng, record_ids) for i in range(args.trials)]
+        load = load_test(template, root, args.requests, args.clients, rng, record_ids)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result = {
+        "trials": trials,
+        "trials_ok": all(t["audit_ok"] and not t["lost_acknowledged"] for t in trials),
+        "load": load,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fault.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps({"trials_ok": result["trials_ok"], "trials": len(trials),
+                      **{k: load[k] for k in ("requests", "each_acknowledged_once", "p50_ms", "p99_ms", "audit_ok")}}))
+    return result
+
+
+if __name__ == "__main__":
+    main()

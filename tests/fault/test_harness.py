@@ -1,0 +1,19 @@
+"""A reduced run of the fault and load harness (the full run: python -m tests.fault.harness)."""
+
+from __future__ import annotations
+
+from tests.fault.harness import main
+
+
+def test_crash_and_load_harness(tmp_path):
+    result = main(["--out", str(tmp_path), "--trials", "3", "--requests", "120", "--clients", "8", "--records", "400"])
+    assert len(result["trials"]) == 3
+    for t in result["trials"]:
+        assert t["lost_acknowledged"] == [], t
+        assert t["audit_ok"] and t["served_audit_ok"], t
+    load = result["load"]
+    assert load["requests"] == 120 and not load["errors"]
+    assert load["each_acknowledged_once"]
+    assert load["audit_ok"] and load["lost_acknowledged"] == []
+    assert 0 < load["p50_ms"] <= load["p99_ms"]
+    assert (tmp_path / "fault.json").exists()

@@ -1,0 +1,57 @@
+"""Fixtures of the service tests: an app over a private copy of the fitted tiny workspace."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from s3t.service import create_app
+from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def make_client(fitted_ws):
+    """``make_client(**create_app kwargs)`` -> a started TestClient (lifespan run); all closed at teardown."""
+    clients = []
+
+    def make(**kwargs) -> TestClient:
+        kwargs = {"token": TOKEN, "background": False, **kwargs}
+        client = TestClient(create_app(fitted_ws.ws_.path, **kwargs))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in reversed(clients):
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def wait_for_state(client, request_id: str, state: str, timeout: float = 90.0) -> list[str]:
+    """Poll GET /forget/{id} until ``state`` (bounded); return the distinct states seen, in order."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/forget/{request_id}")
+        assert r.status_code == 200, r.text
+        now = r.json()["state"]
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if now == state and not (client.app.state.worker and client.app.state.worker.busy):
+            return seen  # and the server has swapped the result in
+        time.sleep(0.2)
+    worker = client.app.state.worker
+    raise AssertionError(f"request {request_id} not {state!r} after {timeout}s (seen {seen}; worker error {worker and worker.last_error})")
+
+
+def train_ids(est, shard: int, sl: int) -> list[str]:
+    return [r.id for r in est.ws_.ledger.records("train") if r.shard == shard and r.slice == sl]
