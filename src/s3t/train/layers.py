@@ -30,8 +30,11 @@ def layer_groups(n_layers: int, n_slices: int) -> list[list[int]]:
 
 
 def adapted_layers(groups: list[list[int]], stage: int) -> list[int]:
-    """Layers carrying adapters at ``stage`` (groups 1..stage), sorted."""
-    return sorted(i for g in groups[:stage] for i in g)
+    """Layers carrying adapters at ``stage`` (groups 1..stage), sorted, each once.
+
+    Groups may repeat layers: a SISA stage is expressed as every group = all layers.
+    """
+    return sorted({i for g in groups[:stage] for i in g})
 
 
 def lora_config(settings: LoraSettings, layers: list[int]):

@@ -1,0 +1,186 @@
+"""Benchmark report: the summary table (with the issue's targets) and the PNG plots (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _f(x: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _row(part: str, metric: str, value: str, target: str = "", met: bool | None = None) -> dict[str, Any]:
+    return {"part": part, "metric": metric, "value": value, "target": target, "met": met}
+
+
+def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per headline number; ``met`` compares with the issue's target (None: no target)."""
+    rows = []
+    p1 = r["P1"]
+    s, b, f = p1["s3t_ms"], p1["sisa_ms"], p1["full_ms"]
+    rows.append(_row("P1", f"s3t forget latency p50 / p99 over {s['n']} deletions", f"{s['p50']:.1f} / {s['p99']:.1f} ms",
+                     "p99 ≤ 10 ms", s["p99"] <= 10))
+    for key, label in (("s3t_ms_served_unchanged", "served prefixes unchanged"), ("s3t_ms_served_changed", "a member swapped")):
+        if p1.get(key):
+            rows.append(_row("P1", f"… {label} ({p1[key]['n']})", f"{p1[key]['p50']:.1f} / {p1[key]['p99']:.1f} ms"))
+    fs = r["machine"].get("fsync_ms")
+    if fs:
+        rows.append(_row("P1", "one fsync on this disk p50 / p99 (a forget commits durably)", f"{fs['p50']:.1f} / {fs['p99']:.1f} ms"))
+    rows.append(_row("P1", "SISA retrain for the same deletions p50 / p99", f"{b['p50'] / 1000:.1f} / {b['p99'] / 1000:.1f} s"))
+    rows.append(_row("P1", "full retrain per deletion", f"{f['p50'] / 1000:.1f} s"))
+    rows.append(_row("P1", "SISA / s3t latency (p50, p99)", f"{p1['ratio_sisa_p50']:.0f}× , {p1['ratio_sisa_p99']:.0f}×",
+                     "≥ 1000×", min(p1["ratio_sisa_p50"], p1["ratio_sisa_p99"]) >= 1000))
+    rows.append(_row("P1", "full / s3t latency (p50, p99)", f"{p1['ratio_full_p50']:.0f}× , {p1['ratio_full_p99']:.0f}×"))
+    p2 = r["P2"]
+    fc = p2["formula_check"]
+    rows.append(_row("P2", f"deletion rate m={fc['shards']} L={fc['slices']} B=1..{fc['slices']}: max |sim/formula − 1|",
+                     f"{100 * fc['max_abs_rel_error']:.2f}% (plain MC {100 * fc['max_abs_rel_error_plain']:.1f}%)",
+                     "≤ 3%", fc["max_abs_rel_error"] <= 0.03))
+    for row in p2["skewed"]["rows"]:
+        big = row["budget"] == p2["skewed"]["slices"]
+        rows.append(_row("P2", f"skewed priors B={row['budget']}: served-prefix fraction cyclic → BMS",
+                         f"{row['cyclic']['mean_prefix_fraction']:.3f} → {row['bms']['mean_prefix_fraction']:.3f} "
+                         f"({100 * row['prefix_gain']:+.0f}%); deletion rate {100 * row['rate_gain']:+.0f}%",
+                         "≥ +10%" if big else "", row["prefix_gain"] >= 0.10 if big else None))
+    p3 = r["P3"]
+    L = r["config"]["slices"]
+    ok3 = p3[f"s3t_B{L}"] >= p3["sisa"] and p3["full"] - p3[f"s3t_B{L}"] <= 0.03
+    rows.append(_row("P3", f"test accuracy S3T B={L} / S3T B=1 / SISA / full ({p3['n_test']} test, {p3['epochs']} epoch)",
+                     f"{p3[f's3t_B{L}']:.3f} / {p3['s3t_B1']:.3f} / {p3['sisa']:.3f} / {p3['full']:.3f}",
+                     "S3T ≥ SISA, ≥ full − 3 pts", ok3))
+    p4 = r["P4"]
+    last = p4["points"][-1]
+    if last["s3t"] is not None and last["sisa"] is None:
+        met4, sisa4 = True, "no live shard"
+    else:
+        met4 = None if p4["gap_at_50pct_pts"] is None else p4["gap_at_50pct_pts"] >= 2
+        sisa4 = _f(last["sisa"], ".3f") if last["sisa"] is not None else "no live shard"
+    rows.append(_row("P4", f"accuracy after {last['deletions']} deletions (50% of rate {p4['deletion_rate']:.1f}) S3T / SISA",
+                     f"{_f(last['s3t'])} / {sisa4}", "S3T ≥ SISA + 2 pts", met4))
+    p5 = r["P5"]
+    ps = p5["per_sequence"]
+    rows.append(_row("P5a", "CPU seconds per trained sequence S3T / SISA (wall ratio; layer-count bound)",
+                     f"{ps['s3t_cpu']:.1f} / {ps['sisa_cpu']:.1f} s → {ps['ratio_cpu']:.2f}× ({ps['ratio']:.2f}×; "
+                     f"{ps['ideal_layer_ratio']:.2f}×)", "≤ 0.75×", ps["ratio_cpu"] <= 0.75))
+    c = p5["cache"]
+    rows.append(_row("P5b", f"shard 0, B={L} trie: CPU s with trunk cache vs full forward every step",
+                     f"{c['cache']['cpu_seconds']:.1f} vs {c['no_cache']['cpu_seconds']:.1f} s (saves {100 * c['saving']:.0f}%, "
+                     f"layer-count model {100 * c['expected_saving_layer_count']:.0f}%); "
+                     f"test acc {c['cache']['accuracy']:.3f} vs {c['no_cache']['accuracy']:.3f}, max |Δw| "
+                     f"{c['max_abs_weight_diff']:.0e}",
+                     "saves ≥ 10%, acc ± 0.5 pt", c["saving"] >= 0.10 and c["accuracy_gap_pts"] <= 0.5))
+    cpu = p5["cpu"]
+    rows.append(_row("P5c", "padded-token fraction bucketed / random batches",
+                     f"{cpu['padded_fraction_bucketed']:.3f} / {cpu['padded_fraction_random']:.3f}; "
+                     f"inference {r['P6']['bucketed_over_random']:.2f}× faster bucketed "
+                     f"(batch {r['P6']['small_batch_size']})"))
+    rows.append(_row("P5c", "tokenise once vs every pass", f"{cpu['tokenize_once_seconds']:.2f} s vs "
+                     f"{cpu['tokenize_every_pass_seconds']:.2f} s"))
+    p6 = r["P6"]
+    thr = p6["throughput"]
+    rows.append(_row("P6", "predict texts/s: single model, m-forward limit, ensemble at full prefixes",
+                     f"{thr['single']:.0f}, {p6['m_forward_limit']:.0f}, {thr['ensemble_full_prefixes']:.0f} "
+                     f"({p6['ratio_full_prefixes']:.2f}× limit)", "≥ 0.95× limit", p6["ratio_full_prefixes"] >= 0.95))
+    if "ratio_short_prefixes" in p6:
+        rows.append(_row("P6", f"ensemble at short prefixes {p6['short_prefixes']}",
+                         f"{thr['ensemble_short_prefixes']:.0f} texts/s ({p6['ratio_short_prefixes']:.2f}× m-limit, "
+                         f"{p6['ratio_short_vs_live_limit']:.2f}× live-shard limit)", "> 1× limit",
+                         p6["ratio_short_prefixes"] > 1))
+    lat = p6["single_request_ms"]
+    rows.append(_row("P6", "single-request predict latency p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms"))
+    p7 = r["P7"]
+    rows.append(_row("P7", "S3T B=1 training CPU seconds vs records",
+                     ", ".join(f"{x['records']}: {x['cpu_seconds']:.0f}s" for x in p7["vs_records"])))
+    rows.append(_row("P7", "S3T training CPU seconds vs B",
+                     ", ".join(f"B={x['budget']}: {x['cpu_seconds']:.0f}s" for x in p7["vs_budget"])))
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    mark = {True: "yes", False: "**no**", None: ""}
+    lines = ["| part | metric | measured | target | met |", "|---|---|---|---|---|"]
+    lines += [f"| {r['part']} | {r['metric']} | {r['value']} | {r['target']} | {mark[r['met']]} |" for r in rows]
+    return "\n".join(lines)
+
+
+def plots(r: dict[str, Any], out: Path) -> list[str]:
+    """Write the PNGs; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
+
+    p1 = r["P1"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = ["S3T forget", "SISA retrain", "full retrain"]
+    keys = ["s3t_ms", "sisa_ms", "full_ms"]
+    x = range(len(keys))
+    ax.bar([i - 0.2 for i in x], [p1[k]["p50"] for k in keys], 0.4, label="p50")
+    ax.bar([i + 0.2 for i in x], [p1[k]["p99"] for k in keys], 0.4, label="p99")
+    ax.set_yscale("log"), ax.set_xticks(list(x)), ax.set_xticklabels(labels), ax.set_ylabel("ms (log)")
+    ax.set_title(f"P1 latency until the served model is exact ({p1['s3t_ms']['n']} deletions)"), ax.legend()
+    save(fig, "p1_forget_latency.png")
+
+    p2 = r["P2"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = p2["formula_check"]["rows"]
+    bs = [x["budget"] for x in rows]
+    a1.plot(bs, [x["formula"] for x in rows], "k-", label="m·L·H(m·min(B,L))")
+    a1.plot(bs, [x["simulated"] for x in rows], "o", label="simulated (conditional MC)")
+    a1.errorbar(bs, [x["simulated_plain"] for x in rows], yerr=[x["plain_stderr"] for x in rows], fmt="x", label="simulated (plain MC)")
+    a1.set_xlabel("B"), a1.set_ylabel("deletions until all shards dead")
+    a1.set_title(f"P2 deletion rate, m={p2['formula_check']['shards']}, L={p2['formula_check']['slices']}"), a1.legend()
+    sk = p2["skewed"]["rows"]
+    pos = range(len(sk))
+    a2.bar([i - 0.2 for i in pos], [x["cyclic"]["mean_prefix_fraction"] for x in sk], 0.4, label="cyclic")
+    a2.bar([i + 0.2 for i in pos], [x["bms"]["mean_prefix_fraction"] for x in sk], 0.4, label="BMS")
+    a2.set_xticks(list(pos)), a2.set_xticklabels([f"B={x['budget']}" for x in sk])
+    a2.set_ylabel("mean served-prefix fraction"), a2.set_title(f"skewed priors (L={p2['skewed']['slices']}, 20% of slices → 80%)")
+    a2.legend()
+    save(fig, "p2_deletion_rate.png")
+
+    p4 = r["P4"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    d = [x["deletions"] for x in p4["points"]]
+    for key, label in (("s3t", f"S3T B={r['config']['slices']}"), ("sisa", "SISA (no retraining)")):
+        ax.plot(d, [float("nan") if x[key] is None else x[key] for x in p4["points"]], "o-", label=label)
+    ax.axhline(r["P3"]["full"], color="gray", ls="--", label="full fine-tune (0 deletions)")
+    ax.set_xlabel("single-record deletions"), ax.set_ylabel("test accuracy")
+    ax.set_title(f"P4 accuracy as deletions accumulate (rate {p4['deletion_rate']:.1f})"), ax.legend()
+    save(fig, "p4_accuracy_vs_deletions.png")
+
+    p5, p7 = r["P5"], r["P7"]
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 4))
+    ps, c = p5["per_sequence"], p5["cache"]
+    a1.bar(["S3T", "SISA"], [ps["s3t_cpu"], ps["sisa_cpu"]], color=["C0", "C1"])
+    a1.set_ylabel("CPU seconds per trained sequence"), a1.set_title(f"P5a per sequence ({ps['ratio_cpu']:.2f}×)")
+    a2.bar(["trunk cache", "full forward"], [c["cache"]["cpu_seconds"], c["no_cache"]["cpu_seconds"]], color=["C0", "C3"])
+    a2.set_ylabel("CPU seconds, shard 0 prefix trie"), a2.set_title(f"P5b cache saves {100 * c['saving']:.0f}%")
+    a3.plot([x["records"] for x in p7["vs_records"]], [x["cpu_seconds"] for x in p7["vs_records"]], "o-", label="B=1, vs records")
+    a3.set_xlabel("training records"), a3.set_ylabel("S3T training CPU seconds")
+    for x in p7["vs_budget"]:
+        a3.plot([r["data"]["train"]], [x["cpu_seconds"]], "s", label=f"B={x['budget']}")
+    a3.set_title("P7 cost growth"), a3.legend()
+    save(fig, "p5_p7_training_cost.png")
+
+    p6 = r["P6"]
+    thr = p6["throughput"]
+    keys = [("single", "single model"), ("m_forward_limit", "single / m"), ("ensemble_full_prefixes", "ensemble, full prefixes"),
+            ("ensemble_short_prefixes", "ensemble, short prefixes")]
+    vals = [(lab, p6["m_forward_limit"] if k == "m_forward_limit" else thr.get(k)) for k, lab in keys]
+    vals = [(lab, v) for lab, v in vals if v is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar([v[0] for v in vals], [v[1] for v in vals], color=["C2", "gray", "C0", "C9"][: len(vals)])
+    ax.set_ylabel("texts / s"), ax.set_title("P6 predict throughput")
+    plt.setp(ax.get_xticklabels(), rotation=15)
+    save(fig, "p6_throughput.png")
+    return names

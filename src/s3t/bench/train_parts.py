@@ -1,0 +1,240 @@
+"""Training side of the benchmark: the fits every part uses, P3 (accuracy), P5 (cost), P7 (growth).
+
+S3T is trained through its public estimator (``S3T.fit``), SISA and the full fine-tune
+through :mod:`s3t.baselines`; all share the model, data, LoRA settings, epochs, batch
+size and pinned thread count, and run one after another in this process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import LoraSettings, PlanConfig, S3TConfig, TrainConfig
+from ..plan import assign_shards, cyclic
+from .config import BenchConfig
+from .plan_parts import cache_saving_model, padded_fraction, random_batches
+
+
+@dataclass
+class Context:
+    cfg: BenchConfig
+    backbone: Any
+    splits: Any
+    tmp: Path
+    warm_load_seconds: float
+    warm_load_cpu: float
+    say: Callable[[str], None] = print
+    fits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.splits.train.label_names)
+
+
+class Clock:
+    """Wall and process-CPU seconds since creation. With one torch thread and in-process
+    training, CPU seconds are the work done, much less disturbed by other processes than
+    wall time on a shared machine."""
+
+    def __init__(self) -> None:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.wall0
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu0
+
+
+def s3t_config(cfg: BenchConfig, budget: int, cache: bool = True) -> S3TConfig:
+    return S3TConfig(
+        plan=PlanConfig(shards=cfg.shards, slices=cfg.slices, budget=budget, selection="cyclic", seed=cfg.seed),
+        train=TrainConfig(model=cfg.model, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, threads=cfg.threads,
+                          workers=1, cache=cache, val_limit=cfg.val_limit, lora=LoraSettings(rank=cfg.rank, alpha=cfg.alpha)),
+    )
+
+
+def fit_s3t(ctx: Context, budget: int, train, name: str) -> dict:
+    """Fit S3T into a fresh workspace; its training time is the fit's wall time minus one
+    warm backbone load (``S3T.fit`` loads the backbone itself)."""
+    from ..estimator import S3T
+
+    validation = ctx.splits.validation if ctx.cfg.validation else None
+    clock = Clock()
+    est = S3T(s3t_config(ctx.cfg, budget), workspace=ctx.tmp / name).fit(train, validation=validation)
+    wall, cpu = clock.wall(), clock.cpu()
+    cps = est.ws_.ledger.checkpoints()
+    return {"est": est, "budget": budget, "n_train": len(train), "wall": wall,
+            "seconds": max(1e-9, wall - ctx.warm_load_seconds), "cpu_seconds": max(1e-9, cpu - ctx.warm_load_cpu),
+            "checkpoints": len(cps),
+            "stage_sum": float(sum(c.seconds for c in cps)),
+            "examples": int(sum(c.n_examples for c in cps)) * ctx.cfg.epochs}
+
+
+def train_all(ctx: Context) -> None:
+    """S3T with B=L and B=1, SISA and the full fine-tune on the same training set."""
+    from ..baselines import SISA, FullRetrain
+
+    cfg, train = ctx.cfg, ctx.splits.train
+    for b in (cfg.slices, 1):
+        ctx.say(f"training S3T m={cfg.shards} L={cfg.slices} B={b} on {len(train)} records ...")
+        ctx.fits[f"s3t_B{b}"] = fit_s3t(ctx, b, train, f"s3t-B{b}")
+        ctx.say(f"  {ctx.fits[f's3t_B{b}']['seconds']:.1f}s ({ctx.fits[f's3t_B{b}']['cpu_seconds']:.1f}s CPU)")
+    base = s3t_config(cfg, 1)
+    ctx.say("training SISA (all layers at every stage) ...")
+    clock = Clock()
+    sisa = SISA(base, backbone=ctx.backbone).fit(train)
+    ctx.fits["sisa"] = {"model": sisa, "seconds": clock.wall(), "cpu_seconds": clock.cpu(),
+                        "stage_sum": float(sum(sum(v) for v in sisa.stage_seconds_.values()))}
+    ctx.say(f"  {ctx.fits['sisa']['seconds']:.1f}s ({ctx.fits['sisa']['cpu_seconds']:.1f}s CPU)")
+    ctx.say("training the full fine-tune (one all-layer model on all data) ...")
+    clock = Clock()
+    full = FullRetrain(base, backbone=ctx.backbone).fit(train)
+    ctx.fits["full"] = {"model": full, "seconds": clock.wall(), "cpu_seconds": clock.cpu(), "stage_sum": full.seconds_}
+    ctx.say(f"  {ctx.fits['full']['seconds']:.1f}s ({ctx.fits['full']['cpu_seconds']:.1f}s CPU)")
+
+
+def p3_accuracy(ctx: Context) -> dict:
+    """Test accuracy before any deletion."""
+    test = ctx.splits.test
+    out = {f"s3t_B{b}": ctx.fits[f"s3t_B{b}"]["est"].score(test) for b in (ctx.cfg.slices, 1)}
+    ctx.fits["sisa_test_logits"] = {}
+    out["sisa"] = sisa_accuracy(ctx, ctx.fits["sisa"]["model"].served_stages([]))
+    out["full"] = ctx.fits["full"]["model"].score(test)
+    out["n_test"] = len(test)
+    out["epochs"] = ctx.cfg.epochs
+    return out
+
+
+def sisa_accuracy(ctx: Context, stages: dict[int, int]) -> float | None:
+    """Test accuracy of SISA serving ``stages`` (per shard; 0 = dead); None when no shard is live.
+
+    Each checkpoint's test logits are computed once, when first needed (P3, then P4).
+    """
+    from ..baselines.runner import aggregate
+
+    sisa, memo = ctx.fits["sisa"]["model"], ctx.fits["sisa_test_logits"]
+    texts = list(ctx.splits.test.texts)
+    for s, k in stages.items():
+        if k > 0 and (s, k) not in memo:
+            memo.update(sisa.checkpoint_logits(texts, {s: k}))
+    live = [memo[(s, k)] for s, k in sorted(stages.items()) if k > 0]
+    if not live:
+        return None
+    pred = aggregate(live, "logits").argmax(-1)
+    return float((pred == np.array(ctx.splits.test.labels)).mean())
+
+
+def p5b_cache(ctx: Context) -> dict:
+    """One shard's B=L prefix trie trained with the trunk cache and without it (full forward every step),
+    on ``cache_fraction`` of the training set: wall times, the test accuracy of the first sequence's
+    final checkpoint in each mode, and the largest weight difference over all final checkpoints."""
+    from ..train.batches import tokenize
+    from ..train.stage import Examples, accuracy, build_model
+    from ..train.trainer import SliceData, StageRunner, trie
+
+    cfg = ctx.cfg
+    train = ctx.splits.train
+    if cfg.cache_fraction < 1:
+        n = max(cfg.shards * cfg.slices, round(cfg.cache_fraction * len(train)))
+        train = train.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[:n]))
+    where = assign_shards(list(train.ids), cfg.shards, cfg.slices, cfg.seed)
+    members = {j: tuple(i for i, a in zip(train.ids, where) if a == (0, j)) for j in range(cfg.slices)}
+    keep = {i for m in members.values() for i in m}
+    rows = [(i, t, y) for i, t, y in zip(train.ids, train.texts, train.labels) if i in keep]
+    test = ctx.splits.test
+    max_length = s3t_config(cfg, 1).train.max_length
+    test_ex = Examples(list(test.labels), tokens=tokenize(ctx.backbone.tokenizer, list(test.texts), max_length),
+                       pad_id=int(ctx.backbone.tokenizer.pad_token_id or 0))
+    prefixes = trie(cyclic(cfg.slices, cfg.slices))
+    out: dict[str, Any] = {"shard": 0, "train_records": len(train), "shard_records": len(rows), "prefixes": len(prefixes)}
+    for cache in (True, False):
+        conf = s3t_config(cfg, cfg.slices, cache=cache)
+        runner = StageRunner(ctx.backbone, conf, ctx.n_labels)
+        runner.add_records([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        finals: dict[tuple[int, ...], Any] = {}
+
+        def keep_final(spec, result, lineage, finals=finals) -> None:
+            if spec.stage == cfg.slices:
+                finals[spec.prefix] = (spec, result.state)
+
+        clock = Clock()
+        runner.train_prefixes(0, prefixes, {j: SliceData(j, members[j]) for j in members}, keep_final)
+        seconds, cpu = clock.wall(), clock.cpu()
+        spec, state = finals[min(finals)]  # test accuracy of one final checkpoint (the first sequence)
+        model = build_model(ctx.backbone.model, conf.train, spec, ctx.n_labels)
+        model.load_state(state)
+        out["cache" if cache else "no_cache"] = {"seconds": seconds, "cpu_seconds": cpu,
+                                                 "accuracy": accuracy(model.eval(), 0, test_ex),
+                                                 "states": {k: v[1] for k, v in finals.items()}}
+        del runner
+    a, b = out["cache"].pop("states"), out["no_cache"].pop("states")
+    out["max_abs_weight_diff"] = max(float((a[p][k] - b[p][k]).abs().max()) for p in a for k in a[p])
+    out["saving"] = 1 - out["cache"]["cpu_seconds"] / out["no_cache"]["cpu_seconds"]
+    out["saving_wall"] = 1 - out["cache"]["seconds"] / out["no_cache"]["seconds"]
+    out["expected_saving_layer_count"] = cache_saving_model(ctx.backbone.n_layers, cfg.slices, cfg.slices, cfg.epochs)
+    out["accuracy_gap_pts"] = 100 * abs(out["cache"]["accuracy"] - out["no_cache"]["accuracy"])
+    return out
+
+
+def p5_cost(ctx: Context) -> dict:
+    from ..train.batches import bucket_batches, tokenize
+
+    cfg, m, L = ctx.cfg, ctx.cfg.shards, ctx.cfg.slices
+    s3t, sisa = ctx.fits[f"s3t_B{L}"], ctx.fits["sisa"]
+    per_seq = {"s3t_cpu": s3t["cpu_seconds"] / (m * L), "sisa_cpu": sisa["cpu_seconds"] / m,
+               "s3t": s3t["seconds"] / (m * L), "sisa": sisa["seconds"] / m,
+               "s3t_stage_sum": s3t["stage_sum"] / (m * L), "sisa_stage_sum": sisa["stage_sum"] / m}
+    per_seq["ratio_cpu"] = per_seq["s3t_cpu"] / per_seq["sisa_cpu"]
+    per_seq["ratio"] = per_seq["s3t"] / per_seq["sisa"]
+    per_seq["ratio_stage_sum"] = per_seq["s3t_stage_sum"] / per_seq["sisa_stage_sum"]
+    # stage k reads k slices through the top k·N/L layers; SISA every layer: Σk·(k/L) / Σk
+    per_seq["ideal_layer_ratio"] = (2 * L + 1) / (3 * L)
+    per_seq["s3t_outside_stages_seconds"] = s3t["seconds"] - s3t["stage_sum"]
+    per_seq["note"] = ("process CPU (and wall) time of S3T.fit — tokenising, trunk cache, stages, ledger, checkpoint "
+                       "files — vs SISA.fit; stage sums = the stages' own wall timers")
+    ctx.say("P5b: one shard's B=L trie with and without the trunk cache ...")
+    cache = p5b_cache(ctx)
+    texts = list(ctx.splits.train.texts)
+    start = time.perf_counter()
+    toks = tokenize(ctx.backbone.tokenizer, texts, s3t_config(cfg, 1).train.max_length)
+    tok_seconds = time.perf_counter() - start
+    lengths = [len(t) for t in toks]
+    passes = s3t["examples"] / len(texts)  # how often each record is read by the B=L fit
+    cpu = {
+        "tokenize_once_seconds": tok_seconds,
+        "tokenize_every_pass_seconds": tok_seconds * passes,
+        "passes_over_train_in_s3t_fit": passes,
+        "padded_fraction_bucketed": padded_fraction(lengths, bucket_batches(lengths, cfg.batch_size)),
+        "padded_fraction_random": padded_fraction(lengths, random_batches(len(lengths), cfg.batch_size, cfg.seed)),
+        "mean_tokens": float(np.mean(lengths)), "p95_tokens": float(np.percentile(lengths, 95)),
+        "note": "tokenise once and length-bucketed dynamic padding are used by S3T, SISA and the full fine-tune alike",
+    }
+    prefix_sharing = {"trie_checkpoints_per_shard": s3t["checkpoints"] // m, "stages_without_sharing": L * L,
+                      "saving": 1 - (s3t["checkpoints"] / m) / (L * L),
+                      "note": "cyclic sequences with B <= L start with distinct slices, so they share no prefix"}
+    return {"per_sequence": per_seq, "cache": cache, "prefix_sharing": prefix_sharing, "cpu": cpu}
+
+
+def p7_growth(ctx: Context) -> dict:
+    """S3T (B=1) training time vs number of records, and vs B at the full size."""
+    cfg, train = ctx.cfg, ctx.splits.train
+    rng = np.random.default_rng(cfg.seed)
+    sizes = []
+    for f in cfg.size_fractions:
+        n = max(cfg.shards * cfg.slices, round(f * len(train)))
+        if n >= len(train):
+            fit = ctx.fits["s3t_B1"]
+        else:
+            ctx.say(f"P7: S3T B=1 on {n} records ...")
+            fit = fit_s3t(ctx, 1, train.subset(np.sort(rng.permutation(len(train))[:n])), f"s3t-B1-n{n}")
+            fit["est"].ws_.ledger.close()
+        sizes.append({"records": fit["n_train"], **{k: fit[k] for k in ("seconds", "cpu_seconds", "checkpoints")}})
+    budgets = [{"budget": b, **{k: ctx.fits[f"s3t_B{b}"][k] for k in ("seconds", "cpu_seconds", "checkpoints")}}
+               for b in (1, cfg.slices)]
+    return {"vs_records": sizes, "vs_budget": budgets, "budget_for_records": 1}

@@ -1,0 +1,140 @@
+"""The benchmark harness, run end to end on the tiny random model through the CLI (``s3t bench``).
+
+Wall-clock targets are never asserted; what is asserted is that every part ran and its
+numbers are internally consistent (percentiles ordered, simulation matching the formula,
+accuracy at 0 deletions equal to the accuracy before deletions, plots written).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from s3t.bench.plan_parts import cache_saving_model, padded_fraction, random_batches, skewed_priors
+from s3t.cli import app
+from s3t.plan import deletion_rate
+
+PARTS = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, tiny_model):
+    out = tmp_path_factory.mktemp("bench") / "out"
+    result = CliRunner().invoke(app, ["bench", "--out", str(out), "--quick", "--json", "--model", tiny_model, "--limit", "200",
+                                      "--deletions", "60"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    written = json.loads((out / "results.json").read_text())
+    assert printed["summary"] == written["summary"]
+    return written, out
+
+
+def test_every_part_and_the_machine_are_recorded(bench):
+    r, out = bench
+    assert all(p in r for p in PARTS)
+    assert r["mode"] == "quick" and r["data"]["train"] == 130 and r["data"]["test"] == 60
+    m = r["machine"]
+    assert m["cpu_count"] >= 1 and m["torch"].startswith("2.") and m["torch_threads"] == r["config"]["threads"]
+    assert 0 < m["fsync_ms"]["p50"] <= m["fsync_ms"]["p99"]
+    assert 0 < r["cpu_seconds"] and r["total_seconds"] > 0 and all(v > 0 for v in r["timings"].values())
+    assert {row["part"] for row in r["summary"]} >= {"P1", "P2", "P3", "P4", "P5a", "P5b", "P5c", "P6", "P7"}
+    assert "| P1 |" in (out / "summary.md").read_text()
+
+
+def test_plots_are_written(bench):
+    r, out = bench
+    assert len(r["plots"]) == 5
+    for name in r["plots"]:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+
+
+def test_p1_forget_latency(bench):
+    p1 = bench[0]["P1"]
+    s, sisa, full = p1["s3t_ms"], p1["sisa_ms"], p1["full_ms"]
+    assert s["n"] == sisa["n"] == full["n"] == 60
+    for x in (s, sisa, full):
+        assert 0 < x["p50"] <= x["p99"] <= x["max"]
+    assert p1["workspace_copies"] >= 2, "m=2, L=3, B=3 dies after ~15 deletions: 60 need fresh copies"
+    for k in ("ratio_sisa_p50", "ratio_sisa_p99", "ratio_full_p50", "ratio_full_p99"):
+        assert p1[k] > 0
+    real = p1["sisa_real_forget"]
+    assert real["retrained"] == {"0": [3]} and real["measured_seconds"] > 0 and real["estimate_seconds"] > 0
+
+
+def test_p2_simulation_matches_formula(bench):
+    p2 = bench[0]["P2"]
+    rows = p2["formula_check"]["rows"]
+    assert [x["budget"] for x in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[0]["formula"] == pytest.approx(68.5, abs=0.05) and rows[-1]["formula"] == pytest.approx(119.8, abs=0.05)
+    assert all(abs(x["simulated"] / x["formula"] - 1) <= 0.05 for x in rows)
+    skew = p2["skewed"]
+    assert sum(skew["priors"]) == pytest.approx(1) and len(skew["hot_slices"]) == 2
+    for row in skew["rows"]:
+        for sel in ("cyclic", "bms"):
+            assert 0 < row[sel]["mean_prefix_fraction"] <= 1 and row[sel]["deletion_rate"] > 0
+
+
+def test_p3_p4_accuracy(bench):
+    r = bench[0]
+    p3, p4 = r["P3"], r["P4"]
+    assert all(0 <= p3[k] <= 1 for k in ("s3t_B3", "s3t_B1", "sisa", "full"))
+    pts = p4["points"]
+    assert pts[0]["deletions"] == 0 and pts[-1]["deletions"] == round(0.5 * deletion_rate(2, 3, 3)) == p4["max_deletions"]
+    assert pts[0]["s3t"] == pytest.approx(p3["s3t_B3"]), "no deletion yet: the served ensemble is the fitted one"
+    assert pts[0]["sisa"] == pytest.approx(p3["sisa"])
+    assert all(x is None or 0 <= x <= 1 for p in pts for x in (p["s3t"], p["sisa"]))
+    served = [sum(s["s3t_served"].values()) for s in p4["streams"][0]]
+    assert served == sorted(served, reverse=True) and served[0] == 6, "served prefixes only shrink without retraining"
+
+
+def test_p5_training_cost(bench):
+    p5 = bench[0]["P5"]
+    ps = p5["per_sequence"]
+    assert ps["s3t"] > 0 and ps["sisa"] > 0 and ps["ratio"] > 0 and ps["ratio_cpu"] > 0
+    assert ps["ratio_cpu"] == pytest.approx(ps["s3t_cpu"] / ps["sisa_cpu"])
+    c = p5["cache"]
+    assert c["prefixes"] == 9
+    assert all(c[mode][k] > 0 for mode in ("cache", "no_cache") for k in ("seconds", "cpu_seconds"))
+    assert c["accuracy_gap_pts"] <= 100 / 60 + 1e-9, "cache and full forward train the same model (≤ 1 test example apart)"
+    assert c["max_abs_weight_diff"] < 1e-3
+    cpu = p5["cpu"]
+    assert 0 <= cpu["padded_fraction_bucketed"] < cpu["padded_fraction_random"] < 1
+    assert cpu["tokenize_every_pass_seconds"] > cpu["tokenize_once_seconds"] > 0
+    assert p5["prefix_sharing"]["saving"] == 0, "cyclic B <= L: no shared prefixes"
+
+
+def test_p6_p7(bench):
+    r = bench[0]
+    p6, p7 = r["P6"], r["P7"]
+    thr = p6["throughput"]
+    assert all(v > 0 for v in thr.values())
+    assert p6["m_forward_limit"] == pytest.approx(thr["single"] / 2)
+    assert 0 < p6["single_request_ms"]["p50"] <= p6["single_request_ms"]["p99"]
+    assert [x["records"] for x in p7["vs_records"]] == [65, 130]
+    assert [x["budget"] for x in p7["vs_budget"]] == [1, 3]
+    assert all(x["seconds"] > 0 and x["cpu_seconds"] > 0 for x in p7["vs_records"] + p7["vs_budget"])
+    assert p7["vs_budget"][1]["checkpoints"] == 18 and p7["vs_budget"][0]["checkpoints"] == 6
+
+
+def test_bench_help_is_listed():
+    result = CliRunner().invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0 and "--quick" in result.output and "--out" in result.output
+
+
+def test_padding_helpers():
+    assert padded_fraction([2, 4, 4, 2], [[0, 1], [2, 3]]) == pytest.approx(0.25)
+    assert padded_fraction([3, 3], [[0, 1]]) == 0
+    assert sorted(i for b in random_batches(10, 3, 0) for i in b) == list(range(10))
+    priors, hot = skewed_priors(10, 0)
+    assert sum(priors[h] for h in hot) == pytest.approx(0.8) and len(hot) == 2
+
+
+def test_cache_saving_model():
+    assert cache_saving_model(6, 3, 3, 1) == pytest.approx(12 / 276)  # frozen 24, cache 12, trained 252 layer passes
+    assert cache_saving_model(6, 6, 6, 2) == pytest.approx(390 / 3696)
+    assert cache_saving_model(6, 6, 6, 4) > cache_saving_model(6, 6, 6, 2), "the cache pays off more with more epochs"
+    assert cache_saving_model(6, 3, 1, 1) < 0, "B=1, one epoch: caching every level costs more than it saves"
