@@ -8,13 +8,16 @@ accuracy at 0 deletions equal to the accuracy before deletions, plots written).
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from s3t.bench.plan_parts import cache_saving_model, padded_fraction, random_batches, skewed_priors
 from s3t.cli import app
-from s3t.plan import deletion_rate
+from s3t.data import load_builtin
+from s3t.plan import assign_shards, cyclic, deletion_rate, served_prefix
 
 PARTS = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -41,7 +44,9 @@ def test_every_part_and_the_machine_are_recorded(bench):
     assert 0 < m["fsync_ms"]["p50"] <= m["fsync_ms"]["p99"]
     assert 0 < r["cpu_seconds"] and r["total_seconds"] > 0 and all(v > 0 for v in r["timings"].values())
     assert {row["part"] for row in r["summary"]} >= {"P1", "P2", "P3", "P4", "P5a", "P5b", "P5c", "P6", "P7"}
-    assert "| P1 |" in (out / "summary.md").read_text()
+    table = (out / "summary.md").read_text().splitlines()
+    assert len(table) == 2 + len(r["summary"]) and "| P1 |" in table[2]
+    assert all(re.sub(r"\\\|", "", line).count("|") == 6 for line in table), "5 cells per row; pipes in cells escaped"
 
 
 def test_plots_are_written(bench):
@@ -61,6 +66,11 @@ def test_p1_forget_latency(bench):
     assert p1["workspace_copies"] >= 2, "m=2, L=3, B=3 dies after ~15 deletions: 60 need fresh copies"
     for k in ("ratio_sisa_p50", "ratio_sisa_p99", "ratio_full_p50", "ratio_full_p99"):
         assert p1[k] > 0
+    # SISA's latency per deletion = its measured stages from the hit slice to the end of that shard
+    stages = p1["sisa_stage_seconds"]
+    expected = sorted(1000 * sum(stages[str(sh)][sl:]) for sh, sl in p1["hits"])
+    assert len(expected) == 60 and sisa["p50"] == pytest.approx(float(np.percentile(expected, 50)))
+    assert sisa["max"] == pytest.approx(expected[-1]) and full["p50"] == pytest.approx(1000 * bench[0]["fits"]["full"]["stage_sum"])
     real = p1["sisa_real_forget"]
     assert real["retrained"] == {"0": [3]} and real["measured_seconds"] > 0 and real["estimate_seconds"] > 0
 
@@ -87,8 +97,25 @@ def test_p3_p4_accuracy(bench):
     assert pts[0]["s3t"] == pytest.approx(p3["s3t_B3"]), "no deletion yet: the served ensemble is the fitted one"
     assert pts[0]["sisa"] == pytest.approx(p3["sisa"])
     assert all(x is None or 0 <= x <= 1 for p in pts for x in (p["s3t"], p["sisa"]))
+    n = len(p4["streams"])
+    assert n == 3 and pts[0]["s3t_dead_streams"] == pts[0]["sisa_dead_streams"] == 0
+    for p in pts:
+        for key in ("s3t", "sisa"):
+            assert (p[key] is None) == (p[f"{key}_dead_streams"] == n)
     served = [sum(s["s3t_served"].values()) for s in p4["streams"][0]]
     assert served == sorted(served, reverse=True) and served[0] == 6, "served prefixes only shrink without retraining"
+
+
+def test_p4_served_prefixes_follow_the_deletions(bench):
+    """Recompute, from the dataset split and the plan alone, what each method may serve after each deletion."""
+    p4 = bench[0]["P4"]
+    train = load_builtin("movie_reviews", seed=0, limit=200, fractions=(0.65, 0.05, 0.30)).train
+    where = dict(zip(train.ids, assign_shards(list(train.ids), 2, 3, 0)))
+    for order, rows in zip(p4["orders"], p4["streams"]):
+        for row in rows:
+            dead = {s: {where[r][1] for r in order[: row["deletions"]] if where[r][0] == s} for s in (0, 1)}
+            assert row["s3t_served"] == {str(s): served_prefix(cyclic(3, 3), dead[s]) for s in (0, 1)}
+            assert row["sisa_served"] == {str(s): min(dead[s], default=3) for s in (0, 1)}
 
 
 def test_p5_training_cost(bench):
