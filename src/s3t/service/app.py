@@ -1,7 +1,8 @@
 """The HTTP service: ``create_app(workspace)`` returns a FastAPI app (testable without a server).
 
 Endpoints: ``POST /predict``, ``POST /forget`` (bearer token), ``GET /forget/{request_id}``,
-``GET /status``, ``GET /audit``, ``GET /healthz``; docs at ``/docs``. Every error has one
+``GET /status``, ``GET /audit``, ``GET /healthz``; docs at ``/docs``; the operator dashboard at
+``/`` (see :mod:`s3t.service.web`). Every error has one
 JSON shape, ``{"error": {"type": ..., "message": ...}}``, mapped from :mod:`s3t.errors` here.
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so a prediction never
 blocks the event loop and never waits for a retrain (see :mod:`s3t.service.worker`).
@@ -29,6 +30,7 @@ from ..forget import Receipt as ReceiptRecord
 from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
 from .auth import require_token, resolve_token
+from .web import add_dashboard
 from .worker import RetrainWorker, pending_requests, recover_on_startup
 
 log = logging.getLogger("s3t")
@@ -213,6 +215,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     def healthz() -> sc.Health:
         return sc.Health()
 
+    add_dashboard(app, model, lambda: _worker_status(worker), lambda: pending_requests(model))
     return app
 
 
