@@ -132,10 +132,14 @@ class ServeConfig:
 
     aggregate: str = field(default="logits", metadata={"help": "'logits' (mean of logits) or 'probs' (mean of softmax)."})
     batch_size: int = field(default=64, metadata={"help": "Texts per inference batch."})
+    standby: bool = field(default=True, metadata={
+        "help": "Pre-build, in a background thread, the members a next deletion could switch to, so a forget "
+                "that swaps a served member does not build it on the request path."})
 
     def __post_init__(self) -> None:
         _check(self.aggregate in ("logits", "probs"), "serve.aggregate", "'logits' or 'probs'", self.aggregate)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
+        _check(isinstance(self.standby, bool), "serve.standby", "true or false", self.standby)
 
 
 _SECTIONS = {"plan": PlanConfig, "train": TrainConfig, "serve": ServeConfig}

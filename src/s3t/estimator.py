@@ -86,6 +86,10 @@ class S3T:
             set_determinism(self.config.train.threads)
             self._backbone = getattr(self, "_backbone", None) or load_backbone(self.config.train.model)
             self._ensemble = Ensemble(self._backbone, self.config, len(self.classes_))
+            if self.config.serve.standby:
+                from .serve.standby import Standby
+
+                self._ensemble.standby = Standby(self._ensemble, self.ws_.ledger.fallbacks, self._load_state)
             self._sync()
         return self._ensemble
 
@@ -102,6 +106,8 @@ class S3T:
             version, body = self.ws_.ledger.latest_manifest()
             if self._ensemble.manifest_version != version:
                 self._ensemble.sync(version, body, self._load_state)
+                if self._ensemble.standby is not None:
+                    self._ensemble.standby.request()  # pre-build what the next deletion could switch to
 
     # -- fit --------------------------------------------------------------------------
     def fit(self, data: Any, validation: Any = None, progress: Progress | None = None) -> "S3T":

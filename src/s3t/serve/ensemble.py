@@ -50,6 +50,7 @@ class Ensemble:
         self.members: dict[int, Member] = {}
         self.out_of_service: dict[int, str] = {}  # shard -> checkpoint that failed its integrity check
         self.manifest_version = 0
+        self.standby = None  # serve.standby.Standby: pre-built members a next deletion could switch to
 
     def build_member(self, shard: int, checkpoint_id: str, stage: int, state: dict[str, torch.Tensor]) -> Member:
         model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage), self.n_labels)
@@ -76,6 +77,11 @@ class Ensemble:
                 continue
             if old is not None and old.checkpoint_id == entry["checkpoint"]:
                 new[shard] = old
+                continue
+            standby = self.standby.take(entry["checkpoint"]) if self.standby is not None else None
+            if standby is not None:
+                new[shard] = standby
+                changed.append(shard)
                 continue
             try:
                 state = load_state(entry["checkpoint"])

@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
@@ -239,6 +240,31 @@ class Ledger:
                 "val_accuracy": served.val_accuracy,
             }
         return {"shards": shards}
+
+    def fallbacks(self) -> dict[str, tuple[int, int]]:
+        """Checkpoints a next deletion could make a shard serve: ``{checkpoint_id: (shard, stage)}``.
+
+        For each slice version in a served checkpoint's lineage, the serving rule is re-run as if
+        that slice were hit; its choice is the shard's fallback for a deletion there. A deletion
+        in a slice outside the served lineage changes nothing, so this covers every
+        single-slice deletion. The served ensemble builds these members ahead of time.
+        """
+        with self.Session() as s:
+            _, manifest = self.latest_manifest(s)
+            chains, lineage = self.chains(s), self.lineage(s)
+        out: dict[str, tuple[int, int]] = {}
+        for shard_key, entry in manifest["shards"].items():
+            if entry is None:
+                continue
+            shard = int(shard_key)
+            for sv in lineage.get(entry["checkpoint"], []):
+                hit = {cid for cid, svs in lineage.items() if sv in svs}
+                alt = [[v if v is None or v.checkpoint_id not in hit else replace(v, clean=False) for v in chain]
+                       for chain in chains.get(shard, [])]
+                served = choose_served(alt)
+                if served is not None:
+                    out[served.checkpoint_id] = (shard, served.stage)
+        return out
 
     def latest_manifest(self, s: Session | None = None) -> tuple[int, dict[str, Any]]:
         if s is None:
