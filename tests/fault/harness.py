@@ -113,6 +113,17 @@ def check_workspace(ws: Path, acknowledged: set[str]) -> dict:
     }
 
 
+def worker_state(client: httpx.Client) -> str:
+    """What the server was doing just before the kill: 'retrain' if the background retrain was running."""
+    try:
+        status = client.get("/status", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return "unknown"
+    if status["worker"]["busy"]:
+        return "retrain"
+    return "forget-traffic (retrain queued)" if status["pending_retrains"] else "forget-traffic"
+
+
 def crash_trial(template: Path, root: Path, i: int, rng: random.Random, record_ids: list[str]) -> dict:
     ws = root / f"trial-{i}" / "ws"
     shutil.copytree(template, ws)
@@ -134,16 +145,23 @@ def crash_trial(template: Path, root: Path, i: int, rng: random.Random, record_i
                 except httpx.HTTPError:
                     break
                 n += 1
+            at_kill = worker_state(client)
     finally:
         server.kill9()
-    restarted = Server(ws)
+    restarted = Server(ws)  # recovery runs at start-up; it must serve again at once
     try:
         restarted.wait_ready()
-        audit = httpx.get(restarted.url + "/audit", timeout=60).json()
+        status = httpx.get(restarted.url + "/status", timeout=60).json()
+        predict = httpx.post(restarted.url + "/predict", json={"texts": ["great film"]}, timeout=60)
+        served_after_restart = predict.status_code == 200 or (
+            predict.status_code == 503 and not any(status["served"].values()))  # 503 only with no live shard
     finally:
         restarted.stop()
     result = check_workspace(ws, acknowledged)
-    result.update({"trial": i, "moment": moment, "acknowledged": len(acknowledged), "served_audit_ok": audit.get("ok")})
+    result.update({"trial": i, "moment": moment, "acknowledged": len(acknowledged), "at_kill": at_kill,
+                   "served_after_restart": served_after_restart, "requeued_after_restart": len(status["pending_retrains"])})
+    print(f"trial {i}: kill during {at_kill}, {len(acknowledged)} acknowledged, lost {len(result['lost_acknowledged'])}, "
+          f"audit {'ok' if result['audit_ok'] else 'FAILED'}", file=sys.stderr, flush=True)
     shutil.rmtree(ws.parent, ignore_errors=True)
     return result
 
@@ -201,6 +219,23 @@ def load_test(template: Path, root: Path, requests: int, clients: int, rng: rand
     return result
 
 
+def write_result(out: Path, trials: list[dict], load: dict | None, complete: bool) -> dict:
+    result = {
+        "complete": complete,
+        "trials": trials,
+        "trials_ok": all(t["audit_ok"] and not t["lost_acknowledged"] and t["served_after_restart"] for t in trials),
+        "lost_acknowledged_total": sum(len(t["lost_acknowledged"]) for t in trials),
+        "acknowledged_total": sum(t["acknowledged"] for t in trials),
+        "kills_by_state": {k: sum(t["at_kill"] == k for t in trials) for k in sorted({t["at_kill"] for t in trials})},
+        "load": load,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "fault.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out / "fault.json")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -217,17 +252,14 @@ def main(argv: list[str] | None = None) -> dict:
         from s3t import S3T
 
         record_ids = [r.id for r in S3T.load(template).ws_.ledger.records("train")]
-        trials = [crash_trial(template, root, i, rng, record_ids) for i in range(args.trials)]
+        trials: list[dict] = []
+        for i in range(args.trials):
+            trials.append(crash_trial(template, root, i, rng, record_ids))
+            write_result(args.out, trials, None, complete=False)  # a cut-off run still leaves its evidence
         load = load_test(template, root, args.requests, args.clients, rng, record_ids)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    result = {
-        "trials": trials,
-        "trials_ok": all(t["audit_ok"] and not t["lost_acknowledged"] for t in trials),
-        "load": load,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fault.json").write_text(json.dumps(result, indent=2))
+    result = write_result(args.out, trials, load, complete=True)
     print(json.dumps({"trials_ok": result["trials_ok"], "trials": len(trials),
                       **{k: load[k] for k in ("requests", "each_acknowledged_once", "p50_ms", "p99_ms", "audit_ok")}}))
     return result
