@@ -13,8 +13,9 @@ from typing import Optional, Sequence
 
 from .dashboard_schemas import Capacity, HistoryPoint
 
-W, H = 560, 300
-PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 34, 44
+W, H = 560, 340
+PAD_L, PAD_R, PAD_B = 56, 16, 44
+LEGEND_ROW = 15  # px per legend row, between the title and the plot
 
 
 @dataclass
@@ -47,14 +48,15 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
                x_range: tuple[float, float], y_range: tuple[float, float], chart_id: str) -> str:
     """An SVG line chart with axes, ticks, a legend and one polyline (plus dots) per series."""
     (x0, x1), (y0, y1) = x_range, y_range
+    pad_t = 34 + LEGEND_ROW * len(series)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+    pw, ph = W - PAD_L - PAD_R, H - pad_t - PAD_B
 
     def px(x: float) -> float:
         return PAD_L + (x - x0) / (x1 - x0) * pw
 
     def py(y: float) -> float:
-        return PAD_T + ph - (y - y0) / (y1 - y0) * ph
+        return pad_t + ph - (y - y0) / (y1 - y0) * ph
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{escape(chart_id)}" class="chart" viewBox="0 0 {W} {H}" '
            f'width="{W}" height="{H}" role="img" aria-label="{escape(title)}">',
@@ -63,12 +65,12 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
         out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e4e7eb"/>')
         out.append(f'<text x="{PAD_L - 6}" y="{py(t) + 4:.1f}" font-size="11" text-anchor="end" fill="#52606d">{_fmt(t)}</text>')
     for t in _ticks(x0, x1, 6, integer=True):  # x: a count (deleted records)
-        out.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{PAD_T + ph}" y2="{PAD_T + ph + 4}" stroke="#7b8794"/>')
-        out.append(f'<text x="{px(t):.1f}" y="{PAD_T + ph + 16}" font-size="11" text-anchor="middle" fill="#52606d">{_fmt(t)}</text>')
-    out.append(f'<rect x="{PAD_L}" y="{PAD_T}" width="{pw}" height="{ph}" fill="none" stroke="#9aa5b1"/>')
+        out.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{pad_t + ph}" y2="{pad_t + ph + 4}" stroke="#7b8794"/>')
+        out.append(f'<text x="{px(t):.1f}" y="{pad_t + ph + 16}" font-size="11" text-anchor="middle" fill="#52606d">{_fmt(t)}</text>')
+    out.append(f'<rect x="{PAD_L}" y="{pad_t}" width="{pw}" height="{ph}" fill="none" stroke="#9aa5b1"/>')
     out.append(f'<text x="{PAD_L + pw / 2}" y="{H - 8}" font-size="12" text-anchor="middle" fill="#323f4b">{escape(x_label)}</text>')
-    out.append(f'<text x="14" y="{PAD_T + ph / 2}" font-size="12" text-anchor="middle" fill="#323f4b" '
-               f'transform="rotate(-90 14 {PAD_T + ph / 2})">{escape(y_label)}</text>')
+    out.append(f'<text x="14" y="{pad_t + ph / 2}" font-size="12" text-anchor="middle" fill="#323f4b" '
+               f'transform="rotate(-90 14 {pad_t + ph / 2})">{escape(y_label)}</text>')
     for s in series:
         pts = [(x, y) for x, y in s.points if x0 <= x <= x1]
         if s.step and len(pts) > 1:
@@ -85,12 +87,11 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
             for x, y in s.points:
                 if x0 <= x <= x1:
                     out.append(f'<circle cx="{px(x):.1f}" cy="{py(min(max(y, y0), y1)):.1f}" r="3.5" fill="{s.color}"/>')
-    for i, s in enumerate(series):  # legend, top-right inside the plot
-        ly = PAD_T + 14 + 16 * i
-        lx = W - PAD_R - 200
+    for i, s in enumerate(series):  # legend: one row per series, under the title
+        ly = 38 + LEGEND_ROW * i
         dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        out.append(f'<line x1="{lx}" x2="{lx + 22}" y1="{ly - 4}" y2="{ly - 4}" stroke="{s.color}" stroke-width="2"{dash}/>')
-        out.append(f'<text x="{lx + 28}" y="{ly}" font-size="11" fill="#323f4b">{escape(s.name)}</text>')
+        out.append(f'<line x1="{PAD_L}" x2="{PAD_L + 22}" y1="{ly - 4}" y2="{ly - 4}" stroke="{s.color}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{PAD_L + 28}" y="{ly}" font-size="11" fill="#323f4b">{escape(s.name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -119,5 +120,5 @@ def capacity_chart(history: Sequence[HistoryPoint], capacity: Capacity) -> str:
         Series("formula − deletions: m·L·H(m·B′) − d", "#7b8794", [(0, e0), (min(x_hi, e0), e0 - min(x_hi, e0))], dash="6 4"),
         Series(f"formula m·L·H(m·B′) = {e0:.1f}", "#3e4c59", [(0, e0), (x_hi, e0)], dash="2 3"),
     ]
-    return line_chart("Remaining deletion capacity", series, "deleted records", "expected deletions until all shards dead",
+    return line_chart("Remaining deletion capacity", series, "deleted records", "expected deletions left",
                       (0, x_hi), (0, e0 * 1.12), "chart-capacity")
