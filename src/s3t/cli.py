@@ -352,6 +352,46 @@ def bench(
     _emit(results, as_json, render)
 
 
+@app.command()
+def evaluate(
+    out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced run (260 training questions, m=2, L=3; a few minutes on 2 "
+                               "cores) instead of the full run (1,800 questions, m=4; about half an hour)."),
+    as_json: bool = JsonOpt,
+    model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),
+    sequential: Optional[int] = typer.Option(None, "--sequential", help="Successive forget requests in the sequential "
+                                             "scenario (default 10; 0 skips it)."),
+) -> None:
+    """Which unlearning method to use? Compare exact unlearning (s3t, SISA, Retrain = full
+    retraining) with approximate methods (FT, GA, RL, l1-sparse, SalUn, NPO) on the same model
+    and data.
+
+    Forget sets: random 1% and 10%, one whole class, one subject, the most memorised records
+    (worst case), and a stream of successive requests. Metrics: UA (1 - forget accuracy), RA
+    (retained accuracy), TA (test accuracy), MIA-efficacy (share of forget records a
+    membership-inference attack calls non-members), RTE (run time of the unlearning step), and
+    each method's gap to Retrain. Writes results.json, summary.md and PNG plots.
+
+    Example: s3t evaluate --out results/evaluate-quick --quick
+    """
+    from .evaluate import run_evaluate
+
+    results = run_evaluate(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model,
+                           limit=limit, sequential_requests=sequential)
+
+    def render(r):
+        for name, sc in r["scenarios"].items():
+            table = Table("method", "UA", "RA", "TA", "MIA", "avg gap", "RTE s", title=f"{name} ({sc['forget_size']} records)")
+            for method, row in sc["rows"].items():
+                table.add_row(method, *(f"{100 * row[k]:.1f}" for k in ("UA", "RA", "TA", "MIA")),
+                              f"{100 * sc['gaps'][method]['avg']:.1f}", f"{row['RTE']:.3f}")
+            out.print(table)
+        out.print(f"results: {out_dir / 'results.json'}, {out_dir / 'summary.md'}; plots: {', '.join(r['plots'])}")
+
+    _emit(results, as_json, render)
+
+
 def main() -> None:
     """Entry point: s3t errors become one clean line and exit code 2."""
     try:

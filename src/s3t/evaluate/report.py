@@ -1,0 +1,124 @@
+"""The evaluation report: one markdown table per scenario and two PNG plots (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+METRICS = ("UA", "RA", "TA", "MIA", "MIA_loss")
+TITLES = {"random_1pct": "random 1%", "random_10pct": "random 10%", "class": "one whole class",
+          "subject": "one subject", "worst_case": "worst case (most memorised)", "sequential": "sequential requests"}
+
+
+def _bad(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if _bad(x) else f"{100 * x:.1f}"
+
+
+def _cell(row: dict[str, Any], ref: dict[str, Any], metric: str) -> str:
+    x, r = row.get(metric), ref.get(metric)
+    if _bad(x):
+        return "n/a"
+    if row is ref or _bad(r):
+        return _pct(x)
+    return f"{_pct(x)} ({100 * (x - r):+.1f})"
+
+
+def _seconds(s: float) -> str:
+    return f"{1000 * s:.0f} ms" if s < 1 else f"{s:.1f} s"
+
+
+def scenario_table(name: str, sc: dict[str, Any]) -> str:
+    rows, g = sc["rows"], sc["gaps"]
+    ref = rows["retrain"]
+    lines = [f"### {TITLES.get(name, name)} — {sc['forget_size']} records"
+             + (f" in {sc['requests']} requests" if sc["requests"] > 1 else ""), "",
+             "| method | UA | RA | TA | MIA-efficacy | MIA (loss) | avg gap | RTE | RTE / Retrain | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for method, row in rows.items():
+        note = row.get("note", "")
+        if method == "s3t" and "live_shards" in row:
+            note = (note + "; " if note else "") + f"{row['live_shards']} live shard(s), served stages " + \
+                ", ".join(str(v) for v in row["served"].values())
+        if method == "sisa" and "shards_retrained" in row:
+            note = (note + "; " if note else "") + f"{row['shards_retrained']} shard(s) retrained"
+        ratio = row["RTE"] / ref["RTE"] if ref["RTE"] > 0 else float("nan")
+        cells = [_cell(row, ref, m) for m in METRICS]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_pct(g[method]['avg'])} | {_seconds(row['RTE'])} | "
+                     f"{ratio:.3g}× | {note.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    c, d = r["config"], r["data"]
+    head = [f"# s3t evaluate ({r['mode']}): exact vs approximate unlearning", "",
+            f"{d['dataset']} ({len(d['classes'])} classes): {d['train']} train / {d['test']} test; model {c['model']}, "
+            f"LoRA r={c['rank']}; m={c['shards']} L={c['slices']} B={c['budget'] or c['slices']}; {c['epochs']} epoch(s); "
+            f"{c['threads']} thread(s); run {r['total_seconds']:.0f} s.", "",
+            "Metrics in % (in brackets: difference to Retrain, the gold standard). UA = 1 − forget accuracy, "
+            "RA = retained accuracy, TA = test accuracy, MIA-efficacy = share of forget records a confidence attack "
+            "(logistic regression on max prob, entropy, true-label prob; trained on retained vs test) calls "
+            "non-members, MIA (loss) = the same for a loss-threshold attack. avg gap = mean |Δ| over UA, RA, TA, "
+            "MIA-efficacy (lower is better). RTE = wall time of the unlearning step; n/a = no live model.", ""]
+    body = [scenario_table(name, sc) + "\n" for name, sc in r["scenarios"].items()]
+    return "\n".join(head + body).rstrip()
+
+
+def plots(r: dict[str, Any], out: Path) -> list[str]:
+    """Write ``gaps.png`` (avg gap to Retrain per method and scenario) and ``ua_vs_rte.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scs = r["scenarios"]
+    if not scs:
+        return []
+    methods = list(next(iter(scs.values()))["rows"])
+    names = []
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scs)), 4.5))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        vals = [100 * scs[s]["gaps"][m]["avg"] for s in scs]
+        xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(scs))]
+        ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=m, color=f"C{j}")
+        for x, v in zip(xs, vals):
+            if math.isnan(v):
+                ax.text(x, 0.5, "no live model", rotation=90, ha="center", va="bottom", fontsize=7, color=f"C{j}")
+    ax.set_xticks(range(len(scs)), [TITLES.get(s, s) for s in scs], rotation=12)
+    ax.set_ylabel("avg gap to Retrain (% points, lower = better)")
+    ax.set_title("Average gap to Retrain over UA, RA, TA, MIA-efficacy")
+    ax.legend(ncol=min(len(methods), 5), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "gaps.png", dpi=110)
+    plt.close(fig)
+    names.append("gaps.png")
+
+    cols = min(3, len(scs))
+    rows_n = math.ceil(len(scs) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.8 * rows_n), squeeze=False)
+    for ax, (s, sc) in zip(axes.flat, scs.items()):
+        for j, m in enumerate(methods):
+            row = sc["rows"][m]
+            if _bad(row["UA"]):
+                continue
+            ax.scatter(max(row["RTE"], 1e-4), 100 * row["UA"], color=f"C{j}", s=40, label=m)
+            ax.annotate(m, (max(row["RTE"], 1e-4), 100 * row["UA"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(100 * sc["rows"]["retrain"]["UA"], color="gray", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("RTE (s, log)"), ax.set_ylabel("UA (%)")
+        ax.set_title(f"{TITLES.get(s, s)} ({sc['forget_size']} records)", fontsize=9)
+    for ax in list(axes.flat)[len(scs):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2)
+    fig.suptitle("Unlearning accuracy vs run time (dashed: Retrain's UA)")
+    fig.tight_layout()
+    fig.savefig(out / "ua_vs_rte.png", dpi=110)
+    plt.close(fig)
+    names.append("ua_vs_rte.png")
+    return names

@@ -1,0 +1,235 @@
+"""``run_evaluate``: exact vs approximate unlearning on one model and data set.
+
+Order: fit the full model (FullRetrain: LoRA on every layer), SISA and s3t once; choose
+the forget sets (:mod:`s3t.evaluate.scenarios`); then per scenario run every method from
+those fits — Retrain = ``FullRetrain.forget`` on a copy (retrains from scratch), SISA =
+``SISA.forget`` on a copy, s3t = ``S3T.forget`` on a byte copy of the fitted workspace
+(serving the surviving prefixes; RTE = forget latency), approximate methods =
+``unlearn(full model, forget, retain)`` — and score each on the forget set, a retained
+sample and a test sample. The sequential scenario sends the requests one by one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import EvaluateConfig
+from .metrics import gaps
+from .report import markdown, plots
+
+
+def bench_config(cfg: EvaluateConfig):
+    """The same sizes as a :class:`~s3t.bench.BenchConfig`, to reuse bench's fit helpers."""
+    from ..bench import BenchConfig
+
+    return BenchConfig(mode=cfg.mode, model=cfg.model, dataset=cfg.dataset, limit=cfg.limit, fractions=cfg.fractions,
+                       shards=cfg.shards, slices=cfg.slices, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                       rank=cfg.rank, alpha=cfg.alpha, threads=cfg.threads, validation=False, seed=cfg.seed)
+
+
+def clone_baseline(obj):
+    """Deep copy of a fitted SISA / FullRetrain sharing the (frozen) backbone, so a forget on
+    the copy leaves the original fitted."""
+    bb = obj.backbone
+    shared = [bb, bb.model, bb.tokenizer, *bb.model.parameters(), *bb.model.buffers()]
+    return copy.deepcopy(obj, {id(x): x for x in shared})
+
+
+class Env:
+    """Everything the scenarios share: config, fits, pool of records, scratch dir, progress."""
+
+    def __init__(self, cfg: EvaluateConfig, say: Callable[[str], None]):
+        self.cfg, self.say = cfg, say
+        self.fits: dict[str, Any] = {}
+
+    def fit(self, splits, tmp: Path) -> None:
+        from ..baselines import SISA, FullRetrain
+        from ..bench.train_parts import Context, fit_s3t, s3t_config
+        from ..train.backbone import load_backbone
+        from .pool import Pool
+
+        cfg, bcfg = self.cfg, bench_config(self.cfg)
+        train = splits.train
+        self.backbone = load_backbone(cfg.model)
+        self.ctx = Context(bcfg, self.backbone, splits, tmp, 0.0, 0.0, self.say)
+        base = s3t_config(bcfg, 1, cache=False)  # the baselines train every layer: a level-0 cache saves little
+        self.say(f"training the full model (LoRA on every layer) on {len(train)} records ...")
+        start = time.perf_counter()
+        self.full = FullRetrain(base, backbone=self.backbone).fit(train)
+        self.fits["full"] = {"seconds": time.perf_counter() - start}
+        if "sisa" in cfg.methods:
+            self.say(f"training SISA m={cfg.shards} L={cfg.slices} ...")
+            start = time.perf_counter()
+            self.sisa = SISA(base, backbone=self.backbone).fit(train)
+            self.fits["sisa"] = {"seconds": time.perf_counter() - start}
+        if "s3t" in cfg.methods:
+            self.say(f"training s3t m={cfg.shards} L={cfg.slices} B={cfg.plan_budget} ...")
+            fit = fit_s3t(self.ctx, cfg.plan_budget, train, "s3t-fit")
+            self.s3t_template = fit["est"].ws_.path
+            fit["est"].ws_.ledger.close()
+            self.fits["s3t"] = {"seconds": fit["seconds"], "checkpoints": fit["checkpoints"]}
+        self.pool = Pool.build(self.full, splits, cfg.eval_limit, cfg.seed)
+        for k, v in self.fits.items():
+            self.say(f"  {k}: {v['seconds']:.1f}s")
+
+    # -- one scenario ---------------------------------------------------------------------
+    def scenario(self, name: str, requests: list[list[str]], detail: dict[str, Any]) -> dict[str, Any]:
+        from ..bench.serve_parts import close_copy, open_copy
+        from .methods import get_method
+
+        cfg, pool = self.cfg, self.pool
+        forget = sorted({i for r in requests for i in r})
+        gone = set(forget)
+        seq = len(requests) > 1
+        self.say(f"scenario {name}: forget {len(forget)} of {len(pool.train_ids)} records"
+                 + (f" in {len(requests)} requests" if seq else "") + " ...")
+        rows: dict[str, dict[str, Any]] = {}
+
+        def done(method: str, row: dict[str, Any]) -> None:
+            rows[method] = row
+            self.say(f"  {method:<10} UA {row['UA']:.3f} RA {row['RA']:.3f} TA {row['TA']:.3f} "
+                     f"MIA {row['MIA']:.3f} RTE {row['RTE']:.2f}s" + (f" ({row['note']})" if row.get("note") else ""))
+
+        retrain = clone_baseline(self.full)
+        rep = retrain.forget(forget)
+        note = "retrained once on the final retained set" if seq else ""
+        done("retrain", {**pool.score(pool.estimator_predictor(retrain), forget, gone), "RTE": rep.seconds, "note": note})
+        del retrain
+        if "sisa" in cfg.methods:
+            sisa, rte, hit = clone_baseline(self.sisa), 0.0, set()
+            for req in requests:
+                rep = sisa.forget(req)
+                rte += rep.seconds
+                hit |= set(rep.retrained)
+            row = pool.score(pool.estimator_predictor(sisa), forget, gone)
+            done("sisa", {**row, "RTE": rte, "shards_retrained": len(hit)})
+            del sisa
+        if "s3t" in cfg.methods:
+            est = open_copy(self.ctx, self.s3t_template, f"s3t-{name}")
+            rte = 0.0
+            for req in requests:
+                quiesce(est)
+                start = time.perf_counter()
+                est.forget(record_ids=req)
+                rte += time.perf_counter() - start
+            quiesce(est)
+            status = est.status()
+            row = pool.score(pool.estimator_predictor(est), forget, gone)
+            row.update(RTE=rte, live_shards=status["live_shards"], served=status["served"])
+            done("s3t", row)
+            quiesce(est)
+            close_copy(est)
+        for method in [m for m in cfg.methods if m not in ("retrain", "sisa", "s3t")]:
+            spec = get_method(method)
+            conf = spec.configure(**{"seed": cfg.seed, **cfg.method_overrides.get(method, {})})
+            model, rte, forgotten = self.full.model_, 0.0, set()
+            for req in requests:
+                forgotten |= set(req)
+                retain = pool.examples(pool.retained(forgotten))
+                start = time.perf_counter()
+                model = spec.unlearn(model, pool.examples(req), retain, conf)
+                rte += time.perf_counter() - start
+            done(method, {**pool.score(pool.model_predictor(model), forget, gone), "RTE": rte})
+        return {"forget_size": len(forget), "requests": len(requests), "detail": detail, "rows": rows,
+                "gaps": gaps(rows)}
+
+
+def quiesce(est, timeout: float = 120.0) -> None:
+    """Wait until the estimator's background standby refresh (if any) is idle, so it neither
+    competes with a timed forget nor reads a workspace copy being removed."""
+    standby = getattr(getattr(est, "_ensemble", None), "standby", None)
+    if standby is not None:
+        standby.wait(timeout)
+
+
+def forget_sets(env: Env, splits) -> dict[str, dict[str, Any]]:
+    """Per scenario: the list of requests (lists of ids) and how they were chosen."""
+    import numpy as np
+
+    from . import scenarios as sc
+    from .metrics import loss
+
+    cfg, pool, train = env.cfg, env.pool, splits.train
+    ids = list(train.ids)
+    out: dict[str, dict[str, Any]] = {}
+    for name in cfg.scenarios:
+        if name.startswith("random_"):
+            frac = {"random_1pct": 0.01, "random_10pct": 0.10}[name]
+            out[name] = {"requests": [sc.random_ids(ids, frac, cfg.seed + 1)], "detail": {"fraction": frac}}
+        elif name == "class":
+            c = sc.pick_class(train.labels, train.label_names, cfg.forget_class)
+            out[name] = {"requests": [sc.class_ids(ids, train.labels, c)], "detail": {"class": train.label_names[c]}}
+        elif name == "subject":
+            subjects = sc.subjects_of(ids, train.subjects, cfg.subjects)
+            synthetic = not all(s is not None for s in train.subjects)
+            who, members = sc.subject_ids(ids, subjects, cfg.seed + 2)
+            out[name] = {"requests": [members], "detail": {"subject": who, "synthetic": synthetic, "K": cfg.subjects}}
+        elif name == "worst_case":
+            full = pool.model_predictor(env.full.model_)
+            held = list(splits.validation.ids)
+            scores = sc.memorisation_scores(loss(full(ids), pool.label_array(ids)), pool.label_array(ids),
+                                            loss(full(held), pool.label_array(held)), pool.label_array(held))
+            k = sc.n_of(cfg.worst_fraction, len(ids))
+            chosen = sc.worst_case_ids(ids, scores, k)
+            out[name] = {"requests": [chosen], "detail": {"k": k, "heldout": len(held), "max_score": float(
+                np.max(scores[[ids.index(i) for i in chosen]]))}}
+    if cfg.sequential_requests:
+        reqs = sc.sequential_ids(ids, cfg.sequential_requests, cfg.sequential_fraction, cfg.seed + 3)
+        out["sequential"] = {"requests": reqs, "detail": {"requests": len(reqs), "per_request": len(reqs[0])}}
+    return out
+
+
+def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], None] | None = None,
+                 **overrides: Any) -> dict[str, Any]:
+    """Run the comparison (``quick`` preset or full), write results.json, summary.md and PNGs to ``out_dir``."""
+    import torch
+
+    from ..bench.run import _json_default, machine
+    from ..data import load_builtin
+    from ..train.backbone import set_determinism
+
+    say = say or (lambda msg: print(msg, flush=True))
+    cfg = EvaluateConfig.quick(**overrides) if quick else EvaluateConfig.full(**overrides)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    set_determinism(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    results: dict[str, Any] = {"mode": cfg.mode, "config": cfg.to_dict(), "machine": machine(bench_config(cfg))}
+    say(f"s3t evaluate ({cfg.mode}): {cfg.dataset}, model {cfg.model}, m={cfg.shards} L={cfg.slices} "
+        f"B={cfg.plan_budget}, {cfg.epochs} epoch(s), {cfg.threads} thread(s)")
+    splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
+    results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "validation": len(splits.validation),
+                       "test": len(splits.test), "classes": list(splits.train.label_names)}
+    tmp = Path(tempfile.mkdtemp(prefix="s3t-evaluate-"))
+    env = Env(cfg, say)
+    try:
+        env.fit(splits, tmp)
+        results["fits"] = env.fits
+        results["method_configs"] = {m: get_config(cfg, m) for m in cfg.methods if m not in ("retrain", "sisa", "s3t")}
+        results["scenarios"] = {}
+        for name, sel in forget_sets(env, splits).items():
+            start = time.perf_counter()
+            res = env.scenario(name, sel["requests"], sel["detail"])
+            res["seconds"] = time.perf_counter() - start
+            results["scenarios"][name] = res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["total_seconds"] = time.perf_counter() - t0
+    results["plots"] = plots(results, out)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    (out / "summary.md").write_text(markdown(results) + "\n")
+    say(f"evaluate finished in {results['total_seconds']:.0f}s; results in {out}")
+    return results
+
+
+def get_config(cfg: EvaluateConfig, method: str) -> dict[str, Any]:
+    from .methods import get_method
+
+    return get_method(method).configure(**{"seed": cfg.seed, **cfg.method_overrides.get(method, {})}).to_dict()

@@ -1,0 +1,109 @@
+"""Forget-set selection rules (torch-free). Each returns training record ids, sorted.
+
+- ``random_1pct`` / ``random_10pct``: a seeded uniform sample of 1% / 10% of the training
+  records (at least one).
+- ``class``: every training record of one class — the one named in the config, else the
+  rarest class holding at least 5% of the training records (ties: lowest class index).
+- ``subject``: every record of one subject (data owner). The built-in datasets carry no
+  subject ids, so each record gets a deterministic synthetic subject
+  ``subject-<sha256(id) mod K>``; real subject ids are used when present. The subject
+  forgotten is drawn with the seed among subjects holding at least one record.
+- ``worst_case``: the records the full model has memorised most, relative to unseen data
+  of the same class. For a training record of class c with loss ℓ under the full model,
+  score = (ℓ − mean_c) / std_c, where mean_c and std_c are the loss statistics of the
+  held-out (validation) records of class c (pooled over all classes when class c has
+  fewer than two held-out records). The k records with the lowest score are forgotten:
+  those fitted far better than unseen data of their class — the forget sets approximate
+  methods find hardest, since the model's behaviour on them differs most from Retrain's.
+- ``sequential``: ``requests`` disjoint random batches, forgotten one after another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+def n_of(fraction: float, n: int) -> int:
+    """How many records a fraction of ``n`` is (at least 1, at most n)."""
+    return int(min(n, max(1, round(fraction * n))))
+
+
+def random_ids(ids: Sequence[str], fraction: float, seed: int) -> list[str]:
+    pick = np.random.default_rng(seed).permutation(len(ids))[: n_of(fraction, len(ids))]
+    return sorted(ids[i] for i in pick)
+
+
+def pick_class(labels: Sequence[int], label_names: Sequence[str], name: str | None = None, min_share: float = 0.05) -> int:
+    """Index of the class to forget (see the module docstring)."""
+    if name is not None:
+        if name not in label_names:
+            raise ConfigError(f"forget_class must be one of {list(label_names)}; got {name!r}")
+        return list(label_names).index(name)
+    counts = np.bincount(np.asarray(labels, int), minlength=len(label_names))
+    ok = [c for c in range(len(counts)) if counts[c] >= min_share * len(labels) and counts[c] < len(labels)]
+    if not ok:
+        raise ConfigError("no class holds at least 5% (and not all) of the training records")
+    return min(ok, key=lambda c: (counts[c], c))
+
+
+def class_ids(ids: Sequence[str], labels: Sequence[int], cls: int) -> list[str]:
+    return sorted(i for i, y in zip(ids, labels) if int(y) == cls)
+
+
+def synthetic_subject(record_id: str, k: int) -> str:
+    """Deterministic synthetic subject of a record: ``subject-<sha256(id) mod k>``.
+
+    >>> synthetic_subject("trec-17", 100) == synthetic_subject("trec-17", 100)
+    True
+    """
+    return f"subject-{int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], 'big') % k}"
+
+
+def subjects_of(ids: Sequence[str], subjects: Sequence[str | None], k: int) -> list[str]:
+    """Real subjects when every record has one, else synthetic ones for all."""
+    if subjects and all(s is not None for s in subjects):
+        return [str(s) for s in subjects]
+    return [synthetic_subject(i, k) for i in ids]
+
+
+def subject_ids(ids: Sequence[str], subjects: Sequence[str], seed: int) -> tuple[str, list[str]]:
+    """(subject, its record ids) for a seeded choice of subject."""
+    names = sorted(set(subjects))
+    chosen = names[int(np.random.default_rng(seed).integers(len(names)))]
+    return chosen, sorted(i for i, s in zip(ids, subjects) if s == chosen)
+
+
+def memorisation_scores(train_loss: Sequence[float], train_labels: Sequence[int], heldout_loss: Sequence[float],
+                        heldout_labels: Sequence[int]) -> np.ndarray:
+    """(ℓ − mean_c) / std_c per training record (lower = more memorised)."""
+    tl, ty = np.asarray(train_loss, float), np.asarray(train_labels, int)
+    hl, hy = np.asarray(heldout_loss, float), np.asarray(heldout_labels, int)
+    if len(hl) < 2:
+        raise ConfigError("worst-case selection needs at least two held-out records")
+    pooled = (hl.mean(), max(hl.std(), 1e-6))
+    out = np.empty(len(tl))
+    for c in np.unique(ty):
+        mine = hl[hy == c]
+        mean, std = (mine.mean(), max(mine.std(), 1e-6)) if len(mine) >= 2 else pooled
+        out[ty == c] = (tl[ty == c] - mean) / std
+    return out
+
+
+def worst_case_ids(ids: Sequence[str], scores: np.ndarray, k: int) -> list[str]:
+    """The ``k`` ids with the lowest memorisation score (ties: earlier id first)."""
+    order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))
+    return sorted(ids[i] for i in order[:k])
+
+
+def sequential_ids(ids: Sequence[str], requests: int, fraction: float, seed: int) -> list[list[str]]:
+    """``requests`` disjoint random batches of ``fraction`` of the records each."""
+    size = n_of(fraction, len(ids))
+    if requests * size > len(ids):
+        raise ConfigError(f"{requests} requests of {size} records exceed the {len(ids)} training records")
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return [sorted(ids[i] for i in perm[r * size:(r + 1) * size]) for r in range(requests)]
