@@ -356,7 +356,7 @@ def bench(
 def evaluate(
     out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run (260 training questions, m=2, L=3; a few minutes on 2 "
-                               "cores) instead of the full run (1,800 questions, m=4; about half an hour)."),
+                               "cores) instead of the full run (1,500 questions, m=4; about half an hour)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),

@@ -61,5 +61,7 @@ def test_summarise_on_a_model_that_memorised_its_training_data():
     forgotten_well = unsure[:50], y[:50]                       # the forget set looks like test data
     s = summarise(forgotten_well, (confident, y), (unsure, y))
     assert s["RA"] == 1.0 and s["MIA"] == pytest.approx(1.0) and s["MIA_loss"] == pytest.approx(1.0)
+    assert s["FTG"] == pytest.approx((1 - s["UA"]) - s["TA"])
     s = summarise((confident[:50], y[:50]), (confident, y), (unsure, y))  # still memorised
     assert s["UA"] == 0.0 and s["MIA"] == 0.0 and s["MIA_loss"] == 0.0
+    assert s["FTG"] == pytest.approx(1.0 - s["TA"])                # forget acc 1 vs test acc

@@ -45,8 +45,20 @@ def test_worst_case_takes_records_fitted_far_better_than_unseen_data_of_their_cl
     train_loss, train_y = [0.9, 1.1, 0.05, 0.05], [0, 0, 0, 1]
     held_loss, held_y = [0.9, 1.0, 1.1, 0.08, 0.1, 0.12], [0, 0, 0, 1, 1, 1]
     s = sc.memorisation_scores(train_loss, train_y, held_loss, held_y)
-    assert int(np.argmin(s)) == 2
+    assert int(np.argmax(s)) == 2
     assert sc.worst_case_ids(["a", "b", "c", "d"], s, 1) == ["c"]
+
+
+def test_leave_out_memorisation_prefers_records_other_shards_get_wrong():
+    # record 0 (shard 0): full model sure, the other shards are not -> memorised
+    # record 1 (shard 1): every model is sure -> an easy record, not memorised
+    p_full = [0.95, 0.95, 0.6]
+    p_shards = np.array([[0.95, 0.9, 0.5], [0.2, 0.95, 0.5], [0.3, 0.9, 0.6]])
+    s = sc.leave_out_scores(p_full, p_shards, [0, 1, 2])
+    assert s[0] == pytest.approx(0.95 - 0.25) and s[1] == pytest.approx(0.95 - 0.9)
+    assert sc.worst_case_ids(["a", "b", "c"], s, 1) == ["a"]
+    with pytest.raises(ConfigError):
+        sc.leave_out_scores([0.5], np.array([[0.5]]), [0])
 
 
 def test_sequential_requests_are_disjoint():

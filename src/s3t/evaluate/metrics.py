@@ -8,7 +8,12 @@ Vocabulary (Jia et al. 2023, "Model Sparsity Can Simplify Machine Unlearning"; F
 - **TA**  accuracy on the test set;
 - **MIA** MIA-efficacy = share of forget records a membership-inference attack calls
   non-members (see :mod:`s3t.evaluate.mia`);
-- **RTE** run-time efficiency = wall seconds of the unlearning step.
+- **RTE** run-time efficiency = wall seconds of the unlearning step;
+- **FTG** forget−test gap = accuracy on the forget set − accuracy on the test set. A model
+  that never saw the forget set treats it like unseen data, so FTG ≈ 0 (up to sampling
+  noise) for every exact method whatever its accuracy; FTG > 0 is leftover memorisation.
+  UA alone cannot show this for a weaker exact model (its UA is high because its test
+  accuracy is low too).
 
 A method is judged by its *gap to Retrain* (the model retrained without the forget set):
 ``|metric − metric_retrain|`` for UA, RA, TA and MIA, and their mean, the *average gap*.
@@ -102,10 +107,11 @@ def summarise(forget: tuple[np.ndarray, np.ndarray], retain: tuple[np.ndarray, n
     from .mia import mia_efficacy
 
     m = mia_efficacy(forget, retain, test, seed=seed)
-    return {"UA": unlearning_accuracy(*forget), "RA": accuracy(*retain), "TA": accuracy(*test),
-            "MIA": m["confidence"], "MIA_loss": m["loss"], "forget_loss": float(loss(*forget).mean())}
+    ua, ta = unlearning_accuracy(*forget), accuracy(*test)
+    return {"UA": ua, "RA": accuracy(*retain), "TA": ta, "MIA": m["confidence"], "MIA_loss": m["loss"],
+            "FTG": (1.0 - ua) - ta, "forget_loss": float(loss(*forget).mean())}
 
 
 def nan_row() -> dict[str, float]:
     """The metrics of a method that has no model to evaluate (e.g. every s3t/SISA shard dead)."""
-    return {k: float("nan") for k in ("UA", "RA", "TA", "MIA", "MIA_loss", "forget_loss")}
+    return {k: float("nan") for k in ("UA", "RA", "TA", "MIA", "MIA_loss", "FTG", "forget_loss")}

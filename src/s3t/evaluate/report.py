@@ -37,8 +37,8 @@ def scenario_table(name: str, sc: dict[str, Any]) -> str:
     ref = rows["retrain"]
     lines = [f"### {TITLES.get(name, name)} — {sc['forget_size']} records"
              + (f" in {sc['requests']} requests" if sc["requests"] > 1 else ""), "",
-             "| method | UA | RA | TA | MIA-efficacy | MIA (loss) | avg gap | RTE | RTE / Retrain | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | UA | RA | TA | MIA-efficacy | MIA (loss) | avg gap | FTG | RTE | RTE / Retrain | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, row in rows.items():
         note = row.get("note", "")
         if method == "s3t" and "live_shards" in row:
@@ -48,7 +48,8 @@ def scenario_table(name: str, sc: dict[str, Any]) -> str:
             note = (note + "; " if note else "") + f"{row['shards_retrained']} shard(s) retrained"
         ratio = row["RTE"] / ref["RTE"] if ref["RTE"] > 0 else float("nan")
         cells = [_cell(row, ref, m) for m in METRICS]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_pct(g[method]['avg'])} | {_seconds(row['RTE'])} | "
+        ftg = "n/a" if _bad(row.get("FTG")) else f"{100 * row['FTG']:+.1f}"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_pct(g[method]['avg'])} | {ftg} | {_seconds(row['RTE'])} | "
                      f"{ratio:.3g}× | {note.replace('|', '/')} |")
     return "\n".join(lines)
 
@@ -58,12 +59,14 @@ def markdown(r: dict[str, Any]) -> str:
     head = [f"# s3t evaluate ({r['mode']}): exact vs approximate unlearning", "",
             f"{d['dataset']} ({len(d['classes'])} classes): {d['train']} train / {d['test']} test; model {c['model']}, "
             f"LoRA r={c['rank']}; m={c['shards']} L={c['slices']} B={c['budget'] or c['slices']}; {c['epochs']} epoch(s); "
-            f"{c['threads']} thread(s); run {r['total_seconds']:.0f} s.", "",
+            f"{c['threads']} thread(s); run {r['total_seconds']:.0f} s wall, {r.get('cpu_seconds', float('nan')):.0f} s CPU.", "",
             "Metrics in % (in brackets: difference to Retrain, the gold standard). UA = 1 − forget accuracy, "
             "RA = retained accuracy, TA = test accuracy, MIA-efficacy = share of forget records a confidence attack "
             "(logistic regression on max prob, entropy, true-label prob; trained on retained vs test) calls "
             "non-members, MIA (loss) = the same for a loss-threshold attack. avg gap = mean |Δ| over UA, RA, TA, "
-            "MIA-efficacy (lower is better). RTE = wall time of the unlearning step; n/a = no live model.", ""]
+            "MIA-efficacy (lower is better). FTG = forget accuracy − test accuracy (≈ 0 when the forget set is treated "
+            "like unseen data, whatever the model's accuracy; > 0 = leftover memorisation). RTE = wall time of the "
+            "unlearning step; n/a = no live model.", ""]
     body = [scenario_table(name, sc) + "\n" for name, sc in r["scenarios"].items()]
     return "\n".join(head + body).rstrip()
 

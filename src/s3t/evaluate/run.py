@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -171,18 +172,39 @@ def forget_sets(env: Env, splits) -> dict[str, dict[str, Any]]:
             who, members = sc.subject_ids(ids, subjects, cfg.seed + 2)
             out[name] = {"requests": [members], "detail": {"subject": who, "synthetic": synthetic, "K": cfg.subjects}}
         elif name == "worst_case":
-            full = pool.model_predictor(env.full.model_)
-            held = list(splits.validation.ids)
-            scores = sc.memorisation_scores(loss(full(ids), pool.label_array(ids)), pool.label_array(ids),
-                                            loss(full(held), pool.label_array(held)), pool.label_array(held))
+            scores, rule = worst_case_scores(env, splits)
             k = sc.n_of(cfg.worst_fraction, len(ids))
             chosen = sc.worst_case_ids(ids, scores, k)
-            out[name] = {"requests": [chosen], "detail": {"k": k, "heldout": len(held), "max_score": float(
-                np.max(scores[[ids.index(i) for i in chosen]]))}}
+            out[name] = {"requests": [chosen], "detail": {"k": k, "rule": rule, "min_score": float(
+                np.min(scores[[ids.index(i) for i in chosen]])), "median_score": float(np.median(scores))}}
     if cfg.sequential_requests:
         reqs = sc.sequential_ids(ids, cfg.sequential_requests, cfg.sequential_fraction, cfg.seed + 3)
         out["sequential"] = {"requests": reqs, "detail": {"requests": len(reqs), "per_request": len(reqs[0])}}
     return out
+
+
+def worst_case_scores(env: Env, splits):
+    """Memorisation score per training record (see :mod:`s3t.evaluate.scenarios`) and the rule used."""
+    import numpy as np
+
+    from . import scenarios as sc
+    from .metrics import loss, true_label_prob
+
+    pool, ids = env.pool, list(splits.train.ids)
+    y = pool.label_array(ids)
+    full = pool.model_predictor(env.full.model_)
+    p_full = full(ids)
+    sisa = getattr(env, "sisa", None)
+    if sisa is not None and env.cfg.shards >= 2:
+        env.say("  worst case: leave-out memorisation with the SISA shard models ...")
+        L = env.cfg.slices
+        per = sisa.checkpoint_logits([pool.texts[i] for i in ids], {s: L for s in range(env.cfg.shards)})
+        p_shards = np.stack([true_label_prob(np.asarray(per[(s, L)].softmax(-1)), y) for s in range(env.cfg.shards)])
+        shard_of = [sisa.locate(i)[0] for i in ids]
+        return sc.leave_out_scores(true_label_prob(p_full, y), p_shards, shard_of), "leave-out (SISA shards)"
+    held = list(splits.validation.ids)
+    return sc.memorisation_scores(loss(p_full, y), y, loss(full(held), pool.label_array(held)),
+                                  pool.label_array(held)), "held-out class z-score"
 
 
 def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], None] | None = None,
@@ -190,7 +212,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     """Run the comparison (``quick`` preset or full), write results.json, summary.md and PNGs to ``out_dir``."""
     import torch
 
-    from ..bench.run import _json_default, machine
+    from ..bench.run import _cpu_seconds, _json_default, machine
     from ..data import load_builtin
     from ..train.backbone import set_determinism
 
@@ -198,7 +220,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     cfg = EvaluateConfig.quick(**overrides) if quick else EvaluateConfig.full(**overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     set_determinism(cfg.threads)
     torch.manual_seed(cfg.seed)
     results: dict[str, Any] = {"mode": cfg.mode, "config": cfg.to_dict(), "machine": machine(bench_config(cfg))}
@@ -222,10 +244,12 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["total_seconds"] = time.perf_counter() - t0
+    results["cpu_seconds"] = _cpu_seconds() - cpu0
+    results["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results["plots"] = plots(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
     (out / "summary.md").write_text(markdown(results) + "\n")
-    say(f"evaluate finished in {results['total_seconds']:.0f}s; results in {out}")
+    say(f"evaluate finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
     return results
 
 

@@ -8,13 +8,15 @@
   subject ids, so each record gets a deterministic synthetic subject
   ``subject-<sha256(id) mod K>``; real subject ids are used when present. The subject
   forgotten is drawn with the seed among subjects holding at least one record.
-- ``worst_case``: the records the full model has memorised most, relative to unseen data
-  of the same class. For a training record of class c with loss ℓ under the full model,
-  score = (ℓ − mean_c) / std_c, where mean_c and std_c are the loss statistics of the
-  held-out (validation) records of class c (pooled over all classes when class c has
-  fewer than two held-out records). The k records with the lowest score are forgotten:
-  those fitted far better than unseen data of their class — the forget sets approximate
-  methods find hardest, since the model's behaviour on them differs most from Retrain's.
+- ``worst_case``: the records the full model has memorised most — fitted by the full model
+  but not by models that never saw them (Feldman's leave-out memorisation, estimated with
+  the SISA shards). score = p_full(y|x) − mean over the SISA shard models NOT trained on x
+  of p_shard(y|x) (true-label probabilities); the k records with the highest score are
+  forgotten. These are the records whose behaviour differs most between the full model
+  and Retrain, the hardest for approximate methods. Without SISA (or with one shard) the
+  fallback is: score = −(ℓ − mean_c) / std_c, the loss ℓ under the full model relative to
+  the held-out (validation) losses of the record's class c (pooled when c has fewer than
+  two held-out records).
 - ``sequential``: ``requests`` disjoint random batches, forgotten one after another.
 """
 
@@ -78,9 +80,26 @@ def subject_ids(ids: Sequence[str], subjects: Sequence[str], seed: int) -> tuple
     return chosen, sorted(i for i, s in zip(ids, subjects) if s == chosen)
 
 
+def leave_out_scores(p_full: Sequence[float], p_shards: np.ndarray, shard_of: Sequence[int]) -> np.ndarray:
+    """p_full − mean of ``p_shards[j]`` over shards j ≠ the record's own shard (higher = more memorised).
+
+    ``p_full``: true-label probability per record under the full model; ``p_shards``: [m, n]
+    true-label probabilities under each shard model; ``shard_of``: each record's shard.
+
+    >>> leave_out_scores([0.9, 0.9], np.array([[0.9, 0.2], [0.3, 0.9], [0.5, 0.4]]), [0, 1]).round(2).tolist()
+    [0.5, 0.6]
+    """
+    p_shards = np.asarray(p_shards, float)
+    m = p_shards.shape[0]
+    if m < 2:
+        raise ConfigError("leave-out memorisation needs at least two shard models")
+    own = p_shards[np.asarray(shard_of, int), np.arange(p_shards.shape[1])]
+    return np.asarray(p_full, float) - (p_shards.sum(0) - own) / (m - 1)
+
+
 def memorisation_scores(train_loss: Sequence[float], train_labels: Sequence[int], heldout_loss: Sequence[float],
                         heldout_labels: Sequence[int]) -> np.ndarray:
-    """(ℓ − mean_c) / std_c per training record (lower = more memorised)."""
+    """−(ℓ − mean_c) / std_c per training record (higher = fitted further below unseen data of its class)."""
     tl, ty = np.asarray(train_loss, float), np.asarray(train_labels, int)
     hl, hy = np.asarray(heldout_loss, float), np.asarray(heldout_labels, int)
     if len(hl) < 2:
@@ -90,13 +109,13 @@ def memorisation_scores(train_loss: Sequence[float], train_labels: Sequence[int]
     for c in np.unique(ty):
         mine = hl[hy == c]
         mean, std = (mine.mean(), max(mine.std(), 1e-6)) if len(mine) >= 2 else pooled
-        out[ty == c] = (tl[ty == c] - mean) / std
+        out[ty == c] = -(tl[ty == c] - mean) / std
     return out
 
 
 def worst_case_ids(ids: Sequence[str], scores: np.ndarray, k: int) -> list[str]:
-    """The ``k`` ids with the lowest memorisation score (ties: earlier id first)."""
-    order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))
+    """The ``k`` ids with the highest memorisation score (ties: smaller id first)."""
+    order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
     return sorted(ids[i] for i in order[:k])
 
 
