@@ -187,6 +187,8 @@ def test_openapi_documents_the_data_endpoint(client):
         assert name in spec["components"]["schemas"], name
     assert set(spec["components"]["schemas"]["GridCell"]["properties"]["state"]["enum"]) == {
         "served", "trained", "cut", "retraining", "missing"}
+    bad = client.get("/dashboard/data", params={"accuracy": "maybe"})
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "ValidationError"
 
 
 def test_accuracy_is_cached_per_manifest_and_persisted(make_client, fitted_ws):

@@ -42,7 +42,7 @@ def add_dashboard(app: FastAPI, model, worker_status: Callable[[], WorkerStatus]
         return build(model, worker_status(), pending(), cache, measure=accuracy)
 
     @app.get("/dashboard/data", response_model=ds.DashboardData, summary="Everything the operator dashboard shows",
-             responses={500: {"model": ErrorResponse}})
+             responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}})
     def dashboard_data(
         accuracy: bool = Query(True, description="Measure the served ensemble's validation accuracy if this manifest "
                                                  "version was not measured yet (cached per version)."),
