@@ -77,6 +77,7 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     scs = r["scenarios"]
     if not scs:
@@ -95,7 +96,7 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
     ax.set_xticks(range(len(scs)), [TITLES.get(s, s) for s in scs], rotation=12)
     ax.set_ylabel("avg gap to Retrain (% points, lower = better)")
     ax.set_title("Average gap to Retrain over UA, RA, TA, MIA-efficacy")
-    ax.legend(ncol=min(len(methods), 5), fontsize=8)
+    ax.legend(ncol=1, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / "gaps.png", dpi=110)
     plt.close(fig)
@@ -113,14 +114,21 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
             ax.annotate(m, (max(row["RTE"], 1e-4), 100 * row["UA"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(100 * sc["rows"]["retrain"]["UA"], color="gray", ls="--", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(-5, 105)
         ax.set_xlabel("RTE (s, log)"), ax.set_ylabel("UA (%)")
         ax.set_title(f"{TITLES.get(s, s)} ({sc['forget_size']} records)", fontsize=9)
     for ax in list(axes.flat)[len(scs):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2)
-    fig.suptitle("Unlearning accuracy vs run time (dashed: Retrain's UA)")
-    fig.tight_layout()
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:  # every method that has a point somewhere, once
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", fontsize=8, ncol=len(handles))
+    fig.suptitle("Unlearning accuracy vs run time (dashed: Retrain's UA; missing = no live model)")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(out / "ua_vs_rte.png", dpi=110)
     plt.close(fig)
     names.append("ua_vs_rte.png")
