@@ -251,7 +251,10 @@ class S3T:
             self.ws_.write_served(version, body)
         if getattr(self, "_ensemble", None) is not None:
             self._sync()
-        self.ws_.purge_tainted()
+        if receipt.created:
+            self.ws_.erase_files(receipt.cut_paths)
+        else:  # a retry: finish any file step an earlier attempt left undone
+            self.ws_.purge_tainted()
         log.info("forget %s applied in %.1f ms", receipt.request_id, 1000 * (time.perf_counter() - start))
         return receipt
 

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 
 from .errors import DataError, UnknownRecordError
 from .store.ledger import Ledger, canonical, utcnow
-from .store.schema import Deletion, DeletionRequest, Record, Receipt as ReceiptRow
+from .store.schema import Checkpoint, Deletion, DeletionRequest, Record, Receipt as ReceiptRow
 
 GENESIS = "0" * 64
 
@@ -35,6 +35,7 @@ class Receipt:
     body: dict[str, Any]
     hash: str
     created: bool = field(default=True, compare=False)  # False: an earlier identical request's receipt
+    cut_paths: tuple[str, ...] = field(default=(), compare=False)  # files of checkpoints this request cut: erase
 
     @property
     def request_id(self) -> str:
@@ -128,7 +129,13 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         if new:  # erase the content; keep the id and the text hash as a tombstone
             s.execute(update(Record).where(Record.id.in_([r.id for r in new])).values(text=None))
         s.flush()
-        after = ledger.compute_manifest(s)
+        tainted = ledger.tainted_checkpoints(s)
+        after = ledger.compute_manifest(s, tainted)
+        # cut checkpoints are marked purged in this transaction; their files are erased after the
+        # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
+        cut = list(s.scalars(select(Checkpoint).where(Checkpoint.id.in_(tainted), Checkpoint.purged.is_(False))))
+        if cut:
+            s.execute(update(Checkpoint).where(Checkpoint.id.in_([c.id for c in cut])).values(purged=True))
         version = ledger.add_manifest(s, after, reason=f"forget {request_id}")
         last = s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq.desc()).limit(1)).first()
         body = {
@@ -146,7 +153,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         }
         digest = receipt_hash(body)
         s.add(ReceiptRow(request_id=request_id, seq=body["seq"], body=canonical(body), hash=digest))
-    return Receipt(body, digest, created=True)
+    return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut))
 
 
 def receipts(ledger: Ledger) -> list[Receipt]:

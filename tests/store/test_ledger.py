@@ -31,7 +31,7 @@ def crash(*args, **kwargs):
 # -- crash during forget ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("step", ["write_served", "purge_tainted"])
+@pytest.mark.parametrize("step", ["write_served", "erase_files"])
 def test_crash_after_commit_is_recovered_on_load(fitted_ws, monkeypatch, step):
     from s3t import S3T
 

@@ -23,7 +23,8 @@ def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                      "p99 ≤ 10 ms", s["p99"] <= 10))
     for key, label in (("s3t_ms_served_unchanged", "served prefixes unchanged"), ("s3t_ms_served_changed", "a member swapped")):
         if p1.get(key):
-            rows.append(_row("P1", f"… {label} ({p1[key]['n']})", f"{p1[key]['p50']:.1f} / {p1[key]['p99']:.1f} ms"))
+            extra = f"; {p1['standby_hits']} swapped in a pre-built standby member" if "changed" in key and "standby_hits" in p1 else ""
+            rows.append(_row("P1", f"… {label} ({p1[key]['n']})", f"{p1[key]['p50']:.1f} / {p1[key]['p99']:.1f} ms{extra}"))
     fs = r["machine"].get("fsync_ms")
     if fs:
         rows.append(_row("P1", "one fsync on this disk p50 / p99 (a forget commits durably)", f"{fs['p50']:.1f} / {fs['p99']:.1f} ms"))

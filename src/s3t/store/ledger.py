@@ -211,9 +211,9 @@ class Ledger:
                 s.execute(update(Checkpoint).where(Checkpoint.id.in_(ids)).values(purged=True))
 
     # -- serving rule -----------------------------------------------------------------
-    def chains(self, s: Session) -> dict[int, list[list[StageView | None]]]:
+    def chains(self, s: Session, tainted: set[str] | None = None) -> dict[int, list[list[StageView | None]]]:
         """Per shard, per sequence: the current checkpoint of each stage (None = not trained)."""
-        tainted = self.tainted_checkpoints(s)
+        tainted = self.tainted_checkpoints(s) if tainted is None else tainted
         current: dict[tuple[int, str], Checkpoint] = {}
         for c in self.checkpoints(s):  # ordered by ordinal: the newest registration wins
             current[(c.shard, c.prefix)] = c
@@ -229,9 +229,9 @@ class Ledger:
             out[row.shard].append(chain)
         return dict(out)
 
-    def compute_manifest(self, s: Session) -> dict[str, Any]:
+    def compute_manifest(self, s: Session, tainted: set[str] | None = None) -> dict[str, Any]:
         shards: dict[str, Any] = {}
-        for shard, chains in sorted(self.chains(s).items()):
+        for shard, chains in sorted(self.chains(s, tainted).items()):
             served: Served | None = choose_served(chains)
             shards[str(shard)] = None if served is None else {
                 "sequence": served.sequence,

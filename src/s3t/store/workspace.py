@@ -18,7 +18,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..config import S3TConfig
 from ..errors import WorkspaceError
@@ -134,13 +134,23 @@ class Workspace:
 
     # -- erasure and recovery ---------------------------------------------------------
     def purge_tainted(self) -> list[str]:
-        """Erase the files of checkpoints whose lineage holds a deleted record."""
+        """Erase the files of checkpoints whose lineage holds a deleted record (or marked purged).
+
+        Returns the ids whose file was still present. A forget marks the checkpoints it cuts
+        purged in its own transaction and erases their files right after the commit
+        (:meth:`erase_files`); this sweep finishes that after a crash in between.
+        """
         tainted = self.ledger.tainted_checkpoints()
-        todo = [c for c in self.ledger.checkpoints() if c.id in tainted and not c.purged]
-        for c in todo:
-            self.resolve(c.path).unlink(missing_ok=True)
-        self.ledger.mark_purged(c.id for c in todo)
-        return [c.id for c in todo]
+        todo = [c for c in self.ledger.checkpoints() if c.id in tainted or c.purged]
+        erased = [c.id for c in todo if self.resolve(c.path).exists()]
+        self.erase_files(c.path for c in todo)
+        self.ledger.mark_purged(c.id for c in todo if not c.purged)
+        return erased
+
+    def erase_files(self, paths: Iterable[str]) -> None:
+        """Unlink checkpoint files (workspace-relative paths); missing files are fine."""
+        for path in paths:
+            self.resolve(path).unlink(missing_ok=True)
 
     def recover(self) -> tuple[int, dict[str, Any]]:
         """Bring the files in line with the ledger after a crash (idempotent).
