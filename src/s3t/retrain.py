@@ -9,6 +9,8 @@ on the data without the deleted records — which :func:`verify` checks.
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -69,7 +71,9 @@ def retrain(model: "S3T", progress=None) -> RetrainReport:
     report.rebuilt_slices = ledger.rebuild_tainted_slices()
     for shard, (prefixes, parents) in sorted(cut_suffixes(model).items()):
         report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: parents})
+    _crash_point("swap")  # stages registered, not yet swapped in
     version, body = ledger.refresh_manifest("retrain")
+    _crash_point("served")  # new manifest committed, served.json not yet rewritten
     model.ws_.write_served(version, body)
     if getattr(model, "_ensemble", None) is not None:
         model._sync()
@@ -80,6 +84,21 @@ def retrain(model: "S3T", progress=None) -> RetrainReport:
     report.served_after = _served(model)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _crash_point(name: str) -> None:
+    """Fault harness hook: with ``S3T_FAULT_CRASH_AT=<name>:<marker path>`` set, the first process
+    to reach point ``name`` creates the marker and SIGKILLs its whole process group (a server and
+    its retrain child die together, as in a power cut). Unset: nothing happens."""
+    spec = os.environ.get("S3T_FAULT_CRASH_AT", "")
+    point, _, marker = spec.partition(":")
+    if point != name or not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def _served(model: "S3T") -> dict[str, int]:

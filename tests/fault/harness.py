@@ -43,14 +43,14 @@ def free_port() -> int:
 class Server:
     """`s3t serve` as a subprocess on 127.0.0.1."""
 
-    def __init__(self, workspace: Path, background: bool = True):
+    def __init__(self, workspace: Path, background: bool = True, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "s3t.cli", "serve", "--workspace", str(workspace), "--host", "127.0.0.1",
                "--port", str(self.port)]
         if not background:
             cmd.append("--no-background")
-        env = {**os.environ, "S3T_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "S3T_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", **(env or {})}
         self.log = open(workspace.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -125,29 +125,56 @@ def worker_state(client: httpx.Client) -> str:
 
 
 def crash_trial(template: Path, root: Path, i: int, rng: random.Random, record_ids: list[str]) -> dict:
+    """One kill -9 trial. The moment rotates: during forget traffic (no retrain running), during
+    a background retrain, and at a swap (a crash point in the retrain, see ``s3t.retrain._crash_point``:
+    after the new stages are registered, or after the new manifest is committed but before
+    ``served.json`` is rewritten), where the server and its retrain child die together."""
     ws = root / f"trial-{i}" / "ws"
     shutil.copytree(template, ws)
-    server = Server(ws)
+    moment = ["forget", "retrain", "swap"][i % 3]
+    marker = ws.parent / "crashed"
+    env = {}
+    if moment == "swap":
+        env["S3T_FAULT_CRASH_AT"] = f"{rng.choice(['swap', 'served'])}:{marker}"
+    server = Server(ws, background=moment != "forget", env=env)
     acknowledged: set[str] = set()
-    moment = rng.choice(["forget", "retrain", "swap"])
+    at_kill = "not started"
     try:
         server.wait_ready()
-        stop_at = time.monotonic() + rng.uniform(0.2, 3.0 if moment != "retrain" else 6.0)
+        # forget: a random moment of the traffic; retrain: a random moment once the retrain runs;
+        # swap: until the crash point kills the server (bounded)
+        window = {"forget": rng.uniform(0.2, 3.0), "retrain": 120.0, "swap": 240.0}[moment]
+        stop_at = time.monotonic() + window
+        kill_after_busy = rng.uniform(0.0, 2.0)
+        busy_since = None
         with httpx.Client(base_url=server.url, timeout=30) as client:
             n = 0
-            while time.monotonic() < stop_at and n < 200:  # bounded
-                ids = rng.sample(record_ids, rng.randint(1, 3))
+            while time.monotonic() < stop_at and n < 5000:  # bounded
+                if n < 40:
+                    ids = rng.sample(record_ids, rng.randint(1, 3))
+                    try:
+                        r = client.post("/forget", json={"record_ids": ids}, headers=headers())
+                        if r.status_code == 202:
+                            acknowledged.update(ids)
+                    except httpx.HTTPError:
+                        break
                 try:
-                    r = client.post("/forget", json={"record_ids": ids}, headers=headers())
-                    if r.status_code == 202:
-                        acknowledged.update(ids)
                     client.post("/predict", json={"texts": ["great film", "dull plot"]})
+                    state = worker_state(client) if moment == "retrain" else None
                 except httpx.HTTPError:
-                    break
+                    break  # the crash point fired
+                if n >= 40:
+                    time.sleep(0.05)  # after the forgets: light predict traffic until the kill
+                if state == "retrain":
+                    busy_since = busy_since or time.monotonic()
+                    if time.monotonic() - busy_since >= kill_after_busy:
+                        break
                 n += 1
             at_kill = worker_state(client)
     finally:
         server.kill9()
+    if moment == "swap":
+        at_kill = f"swap ({env['S3T_FAULT_CRASH_AT'].split(':')[0]})" if marker.exists() else f"{at_kill} (crash point not reached)"
     restarted = Server(ws)  # recovery runs at start-up; it must serve again at once
     try:
         restarted.wait_ready()

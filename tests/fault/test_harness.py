@@ -10,6 +10,9 @@ from tests.fault.harness import main
 def test_crash_and_load_harness(tmp_path):
     result = main(["--out", str(tmp_path), "--trials", "3", "--requests", "120", "--clients", "8", "--records", "400"])
     assert len(result["trials"]) == 3
+    # one trial per moment: forget traffic, a running retrain, a crash point inside the swap
+    assert [t["moment"] for t in result["trials"]] == ["forget", "retrain", "swap"]
+    assert result["trials"][2]["at_kill"].startswith("swap ("), result["trials"][2]
     for t in result["trials"]:
         assert t["lost_acknowledged"] == [], t
         assert t["audit_ok"] and t["served_after_restart"], t
