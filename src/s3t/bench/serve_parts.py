@@ -80,7 +80,7 @@ def p1_forget(ctx: Context) -> dict:
         "median_per_deletion_ratio_sisa": float(np.median(np.array(sisa_ms) / np.array(lat))),
         "workspace_copies": copies, "deletions_per_copy": len(lat) / copies,
         "standby_hits": standby_hits, "member_swaps": sum(changed),
-        "hits": hits, "sisa_stage_seconds": {str(k): v for k, v in sisa.stage_seconds_.items()},
+        "hits": hits, "sisa_stage_seconds": {str(k): list(v) for k, v in sisa.stage_seconds_.items()},  # copy: a later real forget updates them
         "note": "s3t: measured forget calls (ledger commit + served-ensemble swap). SISA: sum of the measured "
                 "training times of the hit shard's stages from the hit slice to the end; full: the measured full "
                 "training time — the retraining each deletion requires before the model is exact again.",
