@@ -132,6 +132,11 @@ class S3T:
         layer_groups(backbone.n_layers, plan.slices)  # validate before writing anything
         ws = Workspace(self.workspace, db_url=self.db, create=True)
         if ws.ledger.initialised:
+            if not ws.ledger.latest_manifest()[0]:
+                raise DataError(
+                    f"workspace {ws.path} holds a fit that was interrupted before it finished; finish it with "
+                    f"`s3t retrain -w {ws.path}` (or S3T.load(path).retrain()): the stages already trained are kept "
+                    "and the rest are trained exactly as an uninterrupted fit would")
             raise DataError(f"workspace {ws.path} already holds a trained plan; use a new workspace or S3T.load()")
         assignment = assign_shards(list(train.ids), plan.shards, plan.slices, plan.seed)
         sequences = select_sequences(plan.selection, plan.slices, plan.budget, plan.priors)

@@ -70,3 +70,19 @@ def test_standby_off_builds_on_the_request_path(fitted_template, tmp_path):
         assert est.ensemble_.members[0].stage < 3 and not (est.predict_proba(TEXTS) == before).all()
     finally:
         est.ws_.ledger.close()
+
+
+def test_close_stops_the_thread_and_later_requests_do_nothing(fitted_ws):
+    standby = fitted_ws.ensemble_.standby
+    assert standby.wait(60) and standby.ready()
+    standby.close()
+    assert standby._thread is not None and not standby._thread.is_alive() and standby.ready() == set()
+    standby.request()
+    assert standby._thread is None or not standby._thread.is_alive()
+    # forgetting still works: the member is built on the request path
+    shard = 0
+    rid = record_in(fitted_ws, shard, served_lineage_slices(fitted_ws, shard)[0])
+    hits = standby.hits
+    receipt = fitted_ws.forget(record_ids=[rid])
+    assert receipt.after[str(shard)] < receipt.before[str(shard)] and standby.hits == hits
+    assert fitted_ws.ensemble_.members[shard].stage == receipt.after[str(shard)]

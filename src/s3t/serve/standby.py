@@ -15,8 +15,10 @@ head and module objects; there are at most (slices of the served lineage) per sh
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -25,6 +27,15 @@ if TYPE_CHECKING:
     from .ensemble import Ensemble, Member
 
 log = logging.getLogger("s3t")
+
+_LIVE: "weakref.WeakSet[Standby]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # a daemon thread inside torch at interpreter exit can abort the process
+    for standby in list(_LIVE):
+        standby.close()
+
 
 Candidates = Callable[[], dict[str, tuple[int, int]]]  # checkpoint id -> (shard, stage)
 StateLoader = Callable[[str], dict[str, torch.Tensor]]
@@ -46,6 +57,8 @@ class Standby:
         self.builds = 0
         self.hits = 0
         self.last_error: str | None = None
+        self._closed = False
+        _LIVE.add(self)
 
     # -- used by Ensemble.sync ----------------------------------------------------------
     def take(self, checkpoint_id: str) -> "Member | None":
@@ -63,6 +76,8 @@ class Standby:
     # -- refresh ------------------------------------------------------------------------
     def request(self) -> None:
         """Schedule a refresh (after a swap); returns at once."""
+        if self._closed:
+            return
         self._idle.clear()
         self._wake.set()
         if self._thread is None or not self._thread.is_alive():
@@ -73,10 +88,22 @@ class Standby:
         """Block until no refresh is pending (True) or ``timeout`` seconds passed (False)."""
         return self._idle.wait(timeout)
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the thread (after the member it is building, if any); standby members are dropped."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        with self._lock:
+            self._members = {}
+        self._idle.set()
+
     def _run(self) -> None:
         while True:
             self._wake.wait()
             self._wake.clear()
+            if self._closed:
+                return
             try:
                 self.refresh()
             except Exception as exc:  # never let the thread die silently; the sync path still works
