@@ -355,13 +355,13 @@ def bench(
 @app.command()
 def evaluate(
     out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
-    quick: bool = typer.Option(False, "--quick", help="Reduced run (260 training questions, m=2, L=3; a few minutes on 2 "
+    quick: bool = typer.Option(False, "--quick", help="Reduced run (221 training questions, m=2, L=3, 5 sequential requests; about 5 minutes on 2 "
                                "cores) instead of the full run (1,500 questions, m=4; about half an hour)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),
     sequential: Optional[int] = typer.Option(None, "--sequential", help="Successive forget requests in the sequential "
-                                             "scenario (default 10; 0 skips it)."),
+                                             "scenario (default 10, quick 5; 0 skips it)."),
 ) -> None:
     """Which unlearning method to use? Compare exact unlearning (s3t, SISA, Retrain = full
     retraining) with approximate methods (FT, GA, RL, l1-sparse, SalUn, NPO) on the same model

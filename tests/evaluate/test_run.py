@@ -44,6 +44,17 @@ def test_every_scenario_and_method_ran(run):
                 assert math.isnan(row[k]) or 0.0 <= row[k] <= 1.0, (name, method, k)
 
 
+def test_the_original_model_and_accuracy_before_deletions_are_reported(run):
+    r, out = run
+    for name in ("full", "sisa", "s3t"):
+        assert 0.0 <= r["fits"][name]["test_accuracy"] <= 1.0
+    for sc in r["scenarios"].values():
+        o = sc["original"]
+        assert o["RTE"] == 0.0 and "original" not in sc["rows"]
+        assert sc["original_gaps"]["UA"] == pytest.approx(abs(o["UA"] - sc["rows"]["retrain"]["UA"]))
+    assert "original (no unlearning)" in (out / "summary.md").read_text()
+
+
 def test_forget_sets_follow_their_rules(run):
     r, _ = run
     cfg = EvaluateConfig.quick(limit=LIMIT)

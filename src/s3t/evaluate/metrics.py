@@ -9,11 +9,13 @@ Vocabulary (Jia et al. 2023, "Model Sparsity Can Simplify Machine Unlearning"; F
 - **MIA** MIA-efficacy = share of forget records a membership-inference attack calls
   non-members (see :mod:`s3t.evaluate.mia`);
 - **RTE** run-time efficiency = wall seconds of the unlearning step;
-- **FTG** forget−test gap = accuracy on the forget set − accuracy on the test set. A model
-  that never saw the forget set treats it like unseen data, so FTG ≈ 0 (up to sampling
-  noise) for every exact method whatever its accuracy; FTG > 0 is leftover memorisation.
-  UA alone cannot show this for a weaker exact model (its UA is high because its test
-  accuracy is low too).
+- **FTG** forget−test gap = accuracy on the forget set − accuracy on the test set. For a
+  *random* forget set a model that never saw it treats it like unseen data, so FTG ≈ 0 (up
+  to sampling noise) for every exact method whatever its accuracy, and FTG > 0 is leftover
+  memorisation; UA alone cannot show this for a weaker exact model (its UA is high because
+  its test accuracy is low too). For chosen forget sets (a class, the most memorised
+  records) the forget set is harder than test data by construction: compare FTG with
+  Retrain's there.
 
 A method is judged by its *gap to Retrain* (the model retrained without the forget set):
 ``|metric − metric_retrain|`` for UA, RA, TA and MIA, and their mean, the *average gap*.

@@ -76,8 +76,27 @@ class Env:
             fit["est"].ws_.ledger.close()
             self.fits["s3t"] = {"seconds": fit["seconds"], "checkpoints": fit["checkpoints"]}
         self.pool = Pool.build(self.full, splits, cfg.eval_limit, cfg.seed)
+        self.before_deletions()
         for k, v in self.fits.items():
-            self.say(f"  {k}: {v['seconds']:.1f}s")
+            self.say(f"  {k}: {v['seconds']:.1f}s, test accuracy before any deletion {v['test_accuracy']:.3f}")
+
+    def before_deletions(self) -> None:
+        """Test accuracy (on the scored test sample) of every fit before any deletion."""
+        import numpy as np
+
+        from ..bench.serve_parts import close_copy, open_copy
+        from .metrics import accuracy
+
+        pool = self.pool
+        y = pool.label_array(pool.test_eval)
+        self.fits["full"]["test_accuracy"] = accuracy(pool.model_predictor(self.full.model_)(pool.test_eval), y)
+        if "sisa" in self.fits:
+            self.fits["sisa"]["test_accuracy"] = accuracy(pool.estimator_predictor(self.sisa)(pool.test_eval), y)
+        if "s3t" in self.fits:
+            est = open_copy(self.ctx, self.s3t_template, "s3t-before")
+            self.fits["s3t"]["test_accuracy"] = accuracy(np.asarray(pool.estimator_predictor(est)(pool.test_eval)), y)
+            quiesce(est)
+            close_copy(est)
 
     # -- one scenario ---------------------------------------------------------------------
     def scenario(self, name: str, requests: list[list[str]], detail: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +110,7 @@ class Env:
         self.say(f"scenario {name}: forget {len(forget)} of {len(pool.train_ids)} records"
                  + (f" in {len(requests)} requests" if seq else "") + " ...")
         rows: dict[str, dict[str, Any]] = {}
+        original = {**pool.score(pool.model_predictor(self.full.model_), forget, gone), "RTE": 0.0}
 
         def done(method: str, row: dict[str, Any]) -> None:
             rows[method] = row
@@ -138,7 +158,7 @@ class Env:
                 rte += time.perf_counter() - start
             done(method, {**pool.score(pool.model_predictor(model), forget, gone), "RTE": rte})
         return {"forget_size": len(forget), "requests": len(requests), "detail": detail, "rows": rows,
-                "gaps": gaps(rows)}
+                "gaps": gaps(rows), "original": original, "original_gaps": gaps({**rows, "original": original})["original"]}
 
 
 def quiesce(est, timeout: float = 120.0) -> None:
