@@ -36,6 +36,9 @@ def open_copy(ctx: Context, template: Path, name: str):
 
 def close_copy(est) -> None:
     path = est.ws_.path
+    ens = getattr(est, "_ensemble", None)
+    if ens is not None and ens.standby is not None:
+        ens.standby.close()  # stop its ledger reads before the copy is deleted
     est.ws_.ledger.close()
     shutil.rmtree(path, ignore_errors=True)
 
