@@ -161,16 +161,23 @@ def receipts(ledger: Ledger) -> list[Receipt]:
         return [Receipt(json.loads(r.body), r.hash, created=False) for r in s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq))]
 
 
+def chain_problems(chain: Sequence[Receipt]) -> list[list[str]]:
+    """Per receipt of a chain (in sequence order), its problems: sequence number, link to the
+    previous receipt's hash, its own hash. An empty list for a receipt = it verifies."""
+    per, prev = [], GENESIS
+    for i, r in enumerate(chain, start=1):
+        problems = []
+        if r.body.get("seq") != i:
+            problems.append(f"sequence number {r.body.get('seq')} != {i}")
+        if r.body.get("prev_hash") != prev:
+            problems.append("prev_hash does not match the previous receipt's hash")
+        if receipt_hash(r.body) != r.hash:
+            problems.append("hash does not match its content")
+        per.append(problems)
+        prev = r.hash
+    return per
+
+
 def verify_chain(chain: Sequence[Receipt]) -> list[str]:
     """Problems in a receipt chain (empty list = the chain verifies)."""
-    problems = []
-    prev = GENESIS
-    for i, r in enumerate(chain, start=1):
-        if r.body.get("seq") != i:
-            problems.append(f"receipt {r.request_id}: sequence number {r.body.get('seq')} != {i}")
-        if r.body.get("prev_hash") != prev:
-            problems.append(f"receipt {r.request_id}: prev_hash does not match the previous receipt's hash")
-        if receipt_hash(r.body) != r.hash:
-            problems.append(f"receipt {r.request_id}: hash does not match its content")
-        prev = r.hash
-    return problems
+    return [f"receipt {r.request_id}: {p}" for r, ps in zip(chain, chain_problems(chain)) for p in ps]

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from .. import errors
 from ..estimator import scoring_subset
-from ..forget import GENESIS, receipt_hash
+from ..forget import Receipt, chain_problems
 from ..plan import deletion_rate, harmonic
 from ..serve.rule import valid_prefix
 from ..store.atomic import atomic_write_bytes
@@ -110,21 +110,13 @@ def validation_set(model) -> tuple[list[str], list[int]]:
     return [r.text for r in chosen], [int(r.label) for r in chosen]
 
 
-def _chain_problems(chain: list[ReceiptRow]) -> tuple[list[list[str]], list[str]]:
-    """Per receipt, its chain problems (sequence number, link to the previous hash, own hash)."""
-    per, prev = [], GENESIS
-    for i, row in enumerate(chain, start=1):
-        body, problems = json.loads(row.body), []
-        if body.get("seq") != i or row.seq != i:
-            problems.append(f"sequence number {body.get('seq')} != {i}")
-        if body.get("prev_hash") != prev:
-            problems.append("prev_hash does not match the previous receipt's hash")
-        if receipt_hash(body) != row.hash:
-            problems.append("hash does not match the receipt's content")
-        per.append(problems)
-        prev = row.hash
-    flat = [f"receipt {row.request_id}: {p}" for row, ps in zip(chain, per) for p in ps]
-    return per, flat
+def _chain_problems(chain: list[ReceiptRow]) -> list[list[str]]:
+    """Per receipt row, its chain problems (:func:`s3t.forget.chain_problems`, plus the row's own seq)."""
+    per = chain_problems([Receipt(json.loads(row.body), row.hash) for row in chain])
+    for i, (row, problems) in enumerate(zip(chain, per), start=1):
+        if row.seq != i and not any(p.startswith("sequence number") for p in problems):
+            problems.append(f"sequence number {row.seq} != {i}")
+    return per
 
 
 def build(model, worker_status: WorkerStatus, pending: list[str], accuracy: AccuracyCache,
@@ -180,7 +172,8 @@ def build(model, worker_status: WorkerStatus, pending: list[str], accuracy: Accu
         validation_records=n_val, deleted_records=len(deletions), requests=len(chain_rows),
         pending_retrains=pending, worker=worker_status,
     )
-    per, flat = _chain_problems(chain_rows)
+    per = _chain_problems(chain_rows)
+    flat = [f"receipt {row.request_id}: {p}" for row, ps in zip(chain_rows, per) for p in ps]
     entries = []
     for row, problems in list(zip(chain_rows, per))[::-1][:MAX_LOG]:
         body = json.loads(row.body)
