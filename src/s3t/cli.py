@@ -329,6 +329,8 @@ def bench(
     model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),
     deletions: Optional[int] = typer.Option(None, "--deletions", help="Override the number of single-record forgets timed in P1 (default 200)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method uses "
+                                          "(quick 1, full 2); use 1 when another job shares a 2-core machine."),
 ) -> None:
     """Benchmark S3T side by side with SISA and full retraining in one run: forget latency (P1),
     deletion rate (P2), accuracy before / during deletions (P3, P4), training cost (P5, P7) and
@@ -339,7 +341,7 @@ def bench(
     from .bench import run_bench
 
     results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
-                        deletions=deletions)
+                        deletions=deletions, threads=threads)
 
     def render(r):
         table = Table("part", "metric", "measured", "target", "met", title=f"s3t bench ({r['mode']})")

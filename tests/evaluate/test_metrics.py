@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from s3t.evaluate.metrics import (accuracy, attack_features, entropy, gaps, loss, nan_row, summarise,
-                                  true_label_prob, unlearning_accuracy)
+from s3t.evaluate.metrics import (PER_RECORD, accuracy, attack_features, entropy, gaps, loss, nan_row, noise_check,
+                                  paired_interval, summarise, true_label_prob, unlearning_accuracy)
 
 P = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
 Y = np.array([0, 1, 1, 0])
@@ -65,3 +65,38 @@ def test_summarise_on_a_model_that_memorised_its_training_data():
     s = summarise((confident[:50], y[:50]), (confident, y), (unsure, y))  # still memorised
     assert s["UA"] == 0.0 and s["MIA"] == 0.0 and s["MIA_loss"] == 0.0
     assert s["FTG"] == pytest.approx(1.0 - s["TA"])                # forget acc 1 vs test acc
+
+
+def test_paired_interval_is_zero_for_equal_outcomes_and_excludes_zero_for_a_clear_shift():
+    same = np.r_[np.ones(10), np.zeros(10)]
+    assert paired_interval(same, same) == (0.0, 0.0)
+    lo, hi = paired_interval(np.ones(40), np.zeros(40))   # every record flipped: the difference is exactly 1
+    assert lo == hi == 1.0
+    a = np.r_[np.ones(30), np.zeros(10)]                     # 75% vs 25% on 40 paired records
+    b = np.r_[np.zeros(10), np.ones(10), np.zeros(20)]
+    lo, hi = paired_interval(a, b, seed=3)
+    assert 0.0 < lo < 0.5 < hi < 1.0
+    assert paired_interval(a, b, seed=3) == (lo, hi)         # seeded
+    with pytest.raises(ValueError):
+        paired_interval(np.ones(3), np.ones(4))
+
+
+def test_noise_check_one_flipped_record_of_five_is_noise_all_five_is_not():
+    ref = {"UA": np.zeros(5), "MIA": np.zeros(5)}
+    one = {"UA": np.r_[1.0, np.zeros(4)], "MIA": np.zeros(5)}
+    five = {"UA": np.ones(5), "MIA": np.ones(5)}
+    out = noise_check({"retrain": ref, "a": one, "b": five, "dead": None})
+    assert out["retrain"]["UA"]["within"] and out["retrain"]["UA"]["diff"] == 0.0
+    assert out["a"]["UA"]["within"] is True and out["a"]["UA"]["diff"] == pytest.approx(0.2)
+    assert out["b"]["UA"]["within"] is False and out["b"]["MIA"]["within"] is False
+    assert out["dead"]["UA"]["within"] is None and math.isnan(out["dead"]["MIA"]["diff"])
+
+
+def test_summarise_returns_the_per_record_outcomes_behind_ua_and_mia():
+    y = np.zeros(4, int)
+    forget = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.1, 0.9]])
+    members, non = np.tile([0.99, 0.01], (50, 1)), np.tile([0.55, 0.45], (50, 1))
+    s = summarise((forget, y), (members, np.zeros(50, int)), (non, np.zeros(50, int)))
+    vec = s[PER_RECORD]
+    assert list(vec["UA"]) == [0.0, 1.0, 0.0, 1.0] and vec["UA"].mean() == s["UA"]
+    assert vec["MIA"].mean() == pytest.approx(s["MIA"]) and len(vec["MIA"]) == 4

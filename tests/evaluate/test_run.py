@@ -93,6 +93,33 @@ def test_exact_methods_report_their_serving_state(run):
     assert "once" in r["scenarios"]["sequential"]["rows"]["retrain"]["note"]
 
 
+def test_s3t_after_its_retrain_serves_full_prefixes_everywhere(run):
+    r, _ = run
+    L, m = r["config"]["slices"], r["config"]["shards"]
+    for name, sc in r["scenarios"].items():
+        s3t, after = sc["rows"]["s3t"], sc["rows"]["s3t_retrain"]
+        assert after["live_shards"] == m and set(after["served"].values()) == {L}, name
+        assert not math.isnan(after["UA"]) and after["RTE"] >= s3t["RTE"], name
+        assert "training seed 1" in sc["rows"]["retrain_seed1"]["note"] and sc["rows"]["retrain_seed1"]["RTE"] > 0
+
+
+def test_within_noise_is_a_paired_bootstrap_test_against_retrain(run):
+    r, out = run
+    for name, sc in r["scenarios"].items():
+        assert set(sc["noise"]) == set(sc["rows"]), name
+        for method, check in sc["noise"].items():
+            for metric in ("UA", "MIA"):
+                c = check[metric]
+                if math.isnan(sc["rows"][method]["UA"]):
+                    assert c["within"] is None
+                    continue
+                assert c["diff"] == pytest.approx(sc["rows"][method][metric] - sc["rows"]["retrain"][metric])
+                assert c["lo"] <= c["diff"] + 1e-12 and c["diff"] <= c["hi"] + 1e-12
+                assert c["within"] == (c["lo"] <= 0.0 <= c["hi"])
+        assert sc["noise"]["retrain"]["UA"]["within"] is True
+    assert "within noise of Retrain in" in (out / "summary.md").read_text()
+
+
 def test_report_and_plots_written(run):
     r, out = run
     md = (out / "summary.md").read_text()

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigError
 
 SCENARIOS = ("random_1pct", "random_10pct", "class", "subject", "worst_case")
-EXACT = ("retrain", "sisa", "s3t")
+EXACT = ("retrain", "retrain_seed1", "sisa", "s3t", "s3t_retrain")
 APPROXIMATE = ("ft", "ga", "rl", "l1_sparse", "salun", "npo")
 
 
@@ -57,6 +57,8 @@ class EvaluateConfig:
         bad = [m for m in self.methods if m not in known]
         if bad:
             raise ConfigError(f"methods must be among {sorted(known)}; got {bad}")
+        if "s3t_retrain" in self.methods and "s3t" not in self.methods:
+            raise ConfigError("methods: 's3t_retrain' (s3t after its background retrain) needs 's3t' too")
         if "retrain" not in self.methods:
             raise ConfigError("methods must include 'retrain': every gap is measured against it")
         if not 0 < self.worst_fraction < 1 or not 0 < self.sequential_fraction < 1:

@@ -59,10 +59,13 @@ def loss_threshold(member_loss: np.ndarray, non_member_loss: np.ndarray, seed: i
 
 def mia_efficacy(forget: tuple[np.ndarray, np.ndarray], retain: tuple[np.ndarray, np.ndarray],
                  test: tuple[np.ndarray, np.ndarray], seed: int = 0) -> dict[str, float]:
-    """Share of forget records called non-members by each attack; each tuple is (probs, labels)."""
+    """Share of forget records called non-members by each attack; each tuple is (probs, labels).
+
+    ``non_member`` is the confidence attack's verdict per forget record (for the noise test).
+    """
     if len(forget[1]) == 0:
-        return {"confidence": float("nan"), "loss": float("nan")}
+        return {"confidence": float("nan"), "loss": float("nan"), "non_member": np.zeros(0, bool)}
     predict = confidence_attack(attack_features(*retain), attack_features(*test), seed)
-    conf = float(1.0 - predict(attack_features(*forget)).mean())
+    non_member = ~predict(attack_features(*forget))
     t = loss_threshold(loss(*retain), loss(*test), seed)
-    return {"confidence": conf, "loss": float((loss(*forget) > t).mean())}
+    return {"confidence": float(non_member.mean()), "loss": float((loss(*forget) > t).mean()), "non_member": non_member}

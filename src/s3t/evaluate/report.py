@@ -36,17 +36,38 @@ def _seconds(s: float) -> str:
     return f"{1000 * s:.0f} ms" if s < 1 else f"{s:.1f} s"
 
 
+def _noise(check: dict[str, Any] | None) -> str:
+    """'yes / no' per UA and MIA-efficacy: does the 95% paired-bootstrap interval of the difference hold 0?"""
+    if not check:
+        return "n/a"
+    return " / ".join({True: "yes", False: "**no**", None: "n/a"}[check[m]["within"]] for m in ("UA", "MIA"))
+
+
+def within_noise_summary(r: dict[str, Any], methods: tuple[str, ...] = ("s3t", "s3t_retrain", "sisa", "retrain_seed1")) -> list[str]:
+    """One line per exact method: in how many scenarios its UA and MIA-efficacy are within noise of Retrain."""
+    lines = []
+    for m in methods:
+        checks = [sc["noise"][m] for sc in r["scenarios"].values() if m in sc.get("noise", {})]
+        if not checks:
+            continue
+        both = sum(1 for c in checks if c["UA"]["within"] and c["MIA"]["within"])
+        dead = sum(1 for c in checks if c["UA"]["within"] is None)
+        lines.append(f"- **{m}**: UA and MIA-efficacy within noise of Retrain in {both} of {len(checks)} scenarios"
+                     + (f" ({dead} without a live model)" if dead else ""))
+    return lines
+
+
 def scenario_table(name: str, sc: dict[str, Any]) -> str:
     rows, g = sc["rows"], sc["gaps"]
     ref = rows["retrain"]
     lines = [f"### {TITLES.get(name, name)} — {sc['forget_size']} records"
              + (f" in {sc['requests']} requests" if sc["requests"] > 1 else ""), "",
-             "| method | UA | RA | TA | MIA-efficacy | MIA (loss) | avg gap | FTG | RTE | RTE / Retrain | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | UA | RA | TA | MIA-efficacy | MIA (loss) | avg gap | within noise (UA / MIA) | FTG | RTE | RTE / Retrain | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     if "original" in sc:  # the full model before unlearning: what the approximate methods start from
         o = sc["original"]
         lines.append("| *original (no unlearning)* | " + " | ".join(_cell(o, ref, m) for m in METRICS)
-                     + f" | {_pct(sc['original_gaps']['avg'])} | {_ftg(o)} | – | – | the full model all approximate methods start from |")
+                     + f" | {_pct(sc['original_gaps']['avg'])} | – | {_ftg(o)} | – | – | the full model all approximate methods start from |")
     for method, row in rows.items():
         note = row.get("note", "")
         if method == "s3t" and "live_shards" in row:
@@ -56,7 +77,8 @@ def scenario_table(name: str, sc: dict[str, Any]) -> str:
             note = (note + "; " if note else "") + f"{row['shards_retrained']} shard(s) retrained"
         ratio = row["RTE"] / ref["RTE"] if ref["RTE"] > 0 else float("nan")
         cells = [_cell(row, ref, m) for m in METRICS]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_pct(g[method]['avg'])} | {_ftg(row)} | {_seconds(row['RTE'])} | "
+        noise = _noise(sc.get("noise", {}).get(method)) if method != "retrain" else "–"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_pct(g[method]['avg'])} | {noise} | {_ftg(row)} | {_seconds(row['RTE'])} | "
                      f"{ratio:.3g}× | {note.replace('|', '/')} |")
     return "\n".join(lines)
 
@@ -74,10 +96,16 @@ def markdown(r: dict[str, Any]) -> str:
             "MIA-efficacy (lower is better). FTG = forget accuracy − test accuracy: for a random forget set ≈ 0 when it "
             "is treated like unseen data, whatever the model's accuracy (> 0 = leftover memorisation); for a chosen "
             "forget set (class, worst case) compare it with Retrain's. RTE = wall time of the unlearning step; "
-            "n/a = no live model.", ""]
+            "n/a = no live model. within noise = the 95% paired-bootstrap interval (over the forget records) of the "
+            "method's difference to Retrain holds 0; retrain_seed1 (Retrain with another training seed) shows how far "
+            "Retrain moves by itself. s3t = serving the surviving prefixes right after the forget; s3t_retrain = the "
+            "same workspace after its background retrain of the cut suffixes (RTE = forget + retrain).", ""]
     before = ", ".join(f"{k} {_pct(v['test_accuracy'])}" for k, v in r.get("fits", {}).items() if "test_accuracy" in v)
     if before:
         head += [f"Test accuracy (%) before any deletion: {before}.", ""]
+    verdict = within_noise_summary(r)
+    if verdict:
+        head += ["Within noise of Retrain (UA and MIA-efficacy both):", "", *verdict, ""]
     body = [scenario_table(name, sc) + "\n" for name, sc in r["scenarios"].items()]
     return "\n".join(head + body).rstrip()
 

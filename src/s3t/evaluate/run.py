@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import EvaluateConfig
-from .metrics import gaps
+from .config import EXACT, EvaluateConfig
+from .metrics import PER_RECORD, gaps, noise_check
 from .report import markdown, plots
 
 
@@ -56,7 +56,7 @@ class Env:
         from .pool import Pool
 
         cfg, bcfg = self.cfg, bench_config(self.cfg)
-        train = splits.train
+        train, self.splits = splits.train, splits
         self.backbone = load_backbone(cfg.model)
         self.ctx = Context(bcfg, self.backbone, splits, tmp, 0.0, 0.0, self.say)
         base = s3t_config(bcfg, 1, cache=False)  # the baselines train every layer: a level-0 cache saves little
@@ -110,9 +110,12 @@ class Env:
         self.say(f"scenario {name}: forget {len(forget)} of {len(pool.train_ids)} records"
                  + (f" in {len(requests)} requests" if seq else "") + " ...")
         rows: dict[str, dict[str, Any]] = {}
+        vectors: dict[str, Any] = {}  # per-forget-record outcomes, for the noise test
         original = {**pool.score(pool.model_predictor(self.full.model_), forget, gone), "RTE": 0.0}
+        original.pop(PER_RECORD, None)
 
         def done(method: str, row: dict[str, Any]) -> None:
+            vectors[method] = row.pop(PER_RECORD, None)
             rows[method] = row
             self.say(f"  {method:<10} UA {row['UA']:.3f} RA {row['RA']:.3f} TA {row['TA']:.3f} "
                      f"MIA {row['MIA']:.3f} RTE {row['RTE']:.2f}s" + (f" ({row['note']})" if row.get("note") else ""))
@@ -122,6 +125,11 @@ class Env:
         note = "retrained once on the final retained set" if seq else ""
         done("retrain", {**pool.score(pool.estimator_predictor(retrain), forget, gone), "RTE": rep.seconds, "note": note})
         del retrain
+        if "retrain_seed1" in cfg.methods:  # Retrain's own seed-to-seed spread: the training-noise yardstick
+            other = self.retrain_other_seed(forgotten=gone)
+            done("retrain_seed1", {**pool.score(pool.estimator_predictor(other), forget, gone), "RTE": other.fit_seconds_,
+                                   "note": f"Retrain with training seed {cfg.seed + 1}"})
+            del other
         if "sisa" in cfg.methods:
             sisa, rte, hit = clone_baseline(self.sisa), 0.0, set()
             for req in requests:
@@ -144,9 +152,19 @@ class Env:
             row = pool.score(pool.estimator_predictor(est), forget, gone)
             row.update(RTE=rte, live_shards=status["live_shards"], served=status["served"])
             done("s3t", row)
+            if "s3t_retrain" in cfg.methods:  # then the background retrain of the cut suffixes, run to the end
+                quiesce(est)
+                rep = est.retrain()
+                quiesce(est)
+                status = est.status()
+                row = pool.score(pool.estimator_predictor(est), forget, gone)
+                row.update(RTE=rte + rep.seconds, live_shards=status["live_shards"], served=status["served"],
+                           note=f"s3t after its background retrain ({len(rep.checkpoints)} checkpoints, "
+                                f"{rep.seconds:.1f} s); served exactly from {1000 * rte:.0f} ms")
+                done("s3t_retrain", row)
             quiesce(est)
             close_copy(est)
-        for method in [m for m in cfg.methods if m not in ("retrain", "sisa", "s3t")]:
+        for method in [m for m in cfg.methods if m not in EXACT]:
             spec = get_method(method)
             conf = spec.configure(**{"seed": cfg.seed, **cfg.method_overrides.get(method, {})})
             model, rte, forgotten = self.full.model_, 0.0, set()
@@ -158,7 +176,19 @@ class Env:
                 rte += time.perf_counter() - start
             done(method, {**pool.score(pool.model_predictor(model), forget, gone), "RTE": rte})
         return {"forget_size": len(forget), "requests": len(requests), "detail": detail, "rows": rows,
-                "gaps": gaps(rows), "original": original, "original_gaps": gaps({**rows, "original": original})["original"]}
+                "gaps": gaps(rows), "noise": noise_check(vectors, seed=cfg.seed), "original": original,
+                "original_gaps": gaps({**rows, "original": original})["original"]}
+
+    def retrain_other_seed(self, forgotten: set[str]):
+        """Retrain from scratch on the retained records with the next training seed."""
+        from dataclasses import replace
+
+        from ..baselines import FullRetrain
+
+        train = self.splits.train
+        keep = [i for i, rid in enumerate(train.ids) if rid not in forgotten]
+        config = replace(self.full.config, plan=replace(self.full.config.plan, seed=self.cfg.seed + 1))
+        return FullRetrain(config, backbone=self.backbone).fit(train.subset(keep))
 
 
 def quiesce(est, timeout: float = 120.0) -> None:
@@ -254,7 +284,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     try:
         env.fit(splits, tmp)
         results["fits"] = env.fits
-        results["method_configs"] = {m: get_config(cfg, m) for m in cfg.methods if m not in ("retrain", "sisa", "s3t")}
+        results["method_configs"] = {m: get_config(cfg, m) for m in cfg.methods if m not in EXACT}
         results["scenarios"] = {}
         for name, sel in forget_sets(env, splits).items():
             start = time.perf_counter()
