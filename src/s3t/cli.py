@@ -246,13 +246,18 @@ def simulate(
     shards: int = typer.Option(5, "--shards", "-m"),
     slices: int = typer.Option(6, "--slices", "-L"),
     budget: int = typer.Option(6, "--budget", "-B"),
-    selection: str = typer.Option("cyclic", "--selection", help="cyclic | bms"),
+    selection: str = typer.Option("cyclic", "--selection", help="cyclic | bms | bms_relaxed (BMS with distinct first "
+                                  "slices only: likely-deleted slices can go last in every sequence)."),
     priors: Optional[str] = typer.Option(None, "--priors", help="Comma-separated per-slice deletion priors (bms and the request stream)."),
     trials: int = typer.Option(500, "--trials"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Deletion rate: expected deletions before every shard is dead (simulated vs m·L·H(m·min(B,L)))."""
+    """Deletion rate: expected deletions before every shard is dead (simulated vs m·L·H(m·min(B,L))),
+    and the mean served-prefix fraction over the first half of that many deletions.
+
+    Example: s3t simulate -m 5 -L 10 -B 10 --selection bms_relaxed --priors 1,1,1,1,1,1,16,16,1,1
+    """
     from .plan import select_sequences, simulate as run
 
     pri = [float(x) for x in priors.split(",")] if priors else None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .plan.sequences import SELECTORS
 
 
 def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
@@ -42,9 +43,9 @@ class PlanConfig:
     shards: int = field(default=3, metadata={"help": "m: number of disjoint shards (ensemble members)."})
     slices: int = field(default=3, metadata={"help": "L: slices per shard; must divide the number of transformer layers."})
     budget: int = field(default=3, metadata={"help": "B: sequences (slice orders) trained per shard."})
-    selection: str = field(default="cyclic", metadata={"help": "Sequence selection: 'cyclic' or 'bms'."})
+    selection: str = field(default="cyclic", metadata={"help": "Sequence selection: 'cyclic', 'bms' or 'bms_relaxed' (see s3t.plan.sequences)."})
     priors: tuple[float, ...] | None = field(
-        default=None, metadata={"help": "Per-slice deletion priors for 'bms' (length L); None = uniform."}
+        default=None, metadata={"help": "Per-slice deletion priors for 'bms' / 'bms_relaxed' (length L); None = uniform."}
     )
     seed: int = field(default=0, metadata={"help": "Seed for the shard/slice assignment and all training seeds."})
 
@@ -53,7 +54,7 @@ class PlanConfig:
         _check(_is_int(self.slices) and self.slices >= 1, "plan.slices", "an integer >= 1", self.slices)
         _check(_is_int(self.budget) and self.budget >= 1, "plan.budget", "an integer >= 1", self.budget)
         _check(_is_int(self.seed), "plan.seed", "an integer", self.seed)
-        _check(self.selection in ("cyclic", "bms"), "plan.selection", "'cyclic' or 'bms'", self.selection)
+        _check(self.selection in SELECTORS, "plan.selection", f"one of {sorted(SELECTORS)}", self.selection)
         if self.priors is not None:
             object.__setattr__(self, "priors", tuple(float(p) for p in self.priors))
             _check(len(self.priors) == self.slices, "plan.priors", f"a list of {self.slices} numbers", self.priors)

@@ -84,8 +84,12 @@ def test_p2_simulation_matches_formula(bench):
     skew = p2["skewed"]
     assert sum(skew["priors"]) == pytest.approx(1) and len(skew["hot_slices"]) == 2
     for row in skew["rows"]:
-        for sel in ("cyclic", "bms"):
+        for sel in ("cyclic", "bms", "bms_relaxed"):
             assert 0 < row[sel]["mean_prefix_fraction"] <= 1 and row[sel]["deletion_rate"] > 0
+        assert row["prefix_gain_relaxed"] == pytest.approx(
+            row["bms_relaxed"]["mean_prefix_fraction"] / row["cyclic"]["mean_prefix_fraction"] - 1)
+        # both BMS forms keep distinct first slices, so the all-dead count is the cyclic one's
+        assert row["bms_relaxed"]["deletion_rate"] == pytest.approx(row["cyclic"]["deletion_rate"], rel=0.05)
 
 
 def test_p3_p4_accuracy(bench):

@@ -208,7 +208,7 @@ def test_bms_bad_t(t) -> None:
 
 
 def test_registry_names() -> None:
-    assert set(SELECTORS) == {"cyclic", "bms"}
+    assert set(SELECTORS) == {"cyclic", "bms", "bms_relaxed"}
     assert SELECTORS["cyclic"](5, 3, None) == cyclic(5, 3)
 
 
@@ -252,3 +252,25 @@ def test_select_bad_arguments_name_the_parameter(args: tuple, name: str) -> None
 
 def test_select_never_exceeds_l_factorial() -> None:
     assert len(select_sequences("bms", 3, math.factorial(3))) == 6
+
+
+@pytest.mark.parametrize(("L", "B"), [(3, 3), (4, 2), (6, 6), (4, 24)])
+def test_bms_relaxed_with_uniform_priors_is_cyclic(L: int, B: int) -> None:
+    assert select_sequences("bms_relaxed", L, B) == cyclic(L, B)
+
+
+@pytest.mark.parametrize("B", [2, 6, 10, 13])
+def test_bms_relaxed_puts_hot_slices_last_wherever_they_do_not_start(B: int) -> None:
+    L, hot = 10, (6, 7)
+    priors = [16.0 if s in hot else 1.0 for s in range(L)]
+    seqs = select_sequences("bms_relaxed", L, B, priors)
+    assert len(set(seqs)) == B and all(_is_permutation(s, L) for s in seqs)
+    assert max(Counter(s[0] for s in seqs).values()) <= -(-B // L)   # first slices as distinct as BMS's
+    for s in seqs:
+        tail = [k for k in s[1:] if k in hot]
+        assert tuple(s[L - len(tail):]) == tuple(tail), s           # hot slices after every cold one
+    latin = bms(priors, B)
+    if B == L:  # the published rule must place a hot slice at every position once
+        assert any(s.index(6) < L - 2 for s in latin)
+    total = sum(sequence_score(priors, s) for s in seqs)
+    assert total >= sum(sequence_score(priors, s) for s in latin) - 1e-12

@@ -1,7 +1,8 @@
 """Which B orders (sequences) of a shard's L slices to train.
 
-Two selectors: :func:`cyclic` (rows of a Latin square, extended by suffix rotations) and
-:func:`bms` (bipartite-matching based selection driven by per-slice deletion priors).
+Selectors: :func:`cyclic` (rows of a Latin square, extended by suffix rotations),
+:func:`bms` (bipartite-matching based selection driven by per-slice deletion priors) and
+``bms_relaxed`` (BMS with distinct first slices only, see :func:`bms`).
 :func:`select_sequences` picks one by name from :data:`SELECTORS`.
 """
 
@@ -151,11 +152,11 @@ def sequence_score(priors: Sequence[float], seq: Sequence[int], t: float = 100.0
     return float(np.sum(np.arange(1, len(idx) + 1) * alive**t))
 
 
-def _fill_position(gain: np.ndarray, prefixes: np.ndarray, n_slices: int) -> np.ndarray:
+def _fill_position(gain: np.ndarray, prefixes: np.ndarray, n_slices: int, copies: int | None = None) -> np.ndarray:
     """Slice for every sequence at the next position: one BMS assignment step.
 
     ``gain`` is (B, L) with -inf where forbidden; ``prefixes`` is (B, pos). Slices are
-    offered ``ceil(B/L)`` times, more if the assignment is infeasible. Sequences sharing
+    offered ``copies`` times (default ``ceil(B/L)``), more if the assignment is infeasible. Sequences sharing
     a prefix may then put the same slice next at most ``(L - pos - 1)!`` times, so that
     they can still end up distinct: the excess rows (those with the most remaining
     options, then the highest index) are barred from that slice and the step is re-solved.
@@ -163,7 +164,7 @@ def _fill_position(gain: np.ndarray, prefixes: np.ndarray, n_slices: int) -> np.
     budget = gain.shape[0]
     cap = math.factorial(n_slices - prefixes.shape[1] - 1)
     gain = gain.copy()
-    copies = -(-budget // n_slices)
+    copies = -(-budget // n_slices) if copies is None else copies
     while True:
         try:
             rows, cols = linear_sum_assignment(np.tile(gain, (1, copies)), maximize=True)
@@ -188,7 +189,7 @@ def _fill_position(gain: np.ndarray, prefixes: np.ndarray, n_slices: int) -> np.
             return chosen
 
 
-def bms(priors: Sequence[float], budget: int, t: float = 100.0) -> list[tuple[int, ...]]:
+def bms(priors: Sequence[float], budget: int, t: float = 100.0, latin: bool = True) -> list[tuple[int, ...]]:
     """Bipartite-matching based selection of ``budget`` sequences.
 
     Positions 1..L are filled in turn. At position n, slice s is assigned to sequence j so
@@ -197,6 +198,13 @@ def bms(priors: Sequence[float], budget: int, t: float = 100.0) -> list[tuple[in
     already in a sequence is forbidden for it. Each slice is offered ``ceil(B/L)`` times per
     position (once when B <= L, so sequences start with distinct slices); if that cannot
     fill the position (possible near the end), the copies are increased until it can.
+
+    ``latin=False`` (selector ``"bms_relaxed"``) keeps that limit at the first position only:
+    first slices stay distinct, so the deletion rate m·L·H(m·min(B, L)) is unchanged, but
+    later positions may repeat a slice across sequences. With B = L the published rule makes
+    every position a permutation (a Latin square), so a likely-deleted slice must sit early
+    in some sequence; relaxed, it can come last in every sequence it does not start. With
+    uniform priors both give :func:`cyclic`.
 
     Ties (e.g. uniform priors) are broken deterministically towards :func:`cyclic`, by a
     relative nudge of 1e-9 on the gains: with uniform priors the result *is* the cyclic
@@ -233,7 +241,7 @@ def bms(priors: Sequence[float], budget: int, t: float = 100.0) -> list[tuple[in
         pref = 1.0 - ((slices[None, :] - target[:, pos:pos + 1]) % n_slices) / n_slices
         gain = gain * (1.0 + _TIE_REL * pref) + _TIE_ABS * pref
         gain[used] = -np.inf
-        chosen = _fill_position(gain, orders[:, :pos], n_slices)
+        chosen = _fill_position(gain, orders[:, :pos], n_slices, None if latin or pos == 0 else budget)
         orders[:, pos] = chosen
         used[np.arange(budget), chosen] = True
         cum += q[chosen]
@@ -278,9 +286,14 @@ def _select_bms(n_slices: int, budget: int, priors: Sequence[float] | None = Non
     return bms(priors, budget)
 
 
+def _select_bms_relaxed(n_slices: int, budget: int, priors: Sequence[float] | None = None) -> list[tuple[int, ...]]:
+    return bms([1.0] * n_slices if priors is None else priors, budget, latin=False)
+
+
 SELECTORS: dict[str, Callable[..., list[tuple[int, ...]]]] = {
     "cyclic": _select_cyclic,
     "bms": _select_bms,
+    "bms_relaxed": _select_bms_relaxed,
 }
 """Selector name -> ``f(n_slices, budget, priors=None)`` returning the sequences."""
 
@@ -293,14 +306,14 @@ def select_sequences(
     Parameters
     ----------
     name : str
-        A key of :data:`SELECTORS` (``"cyclic"`` or ``"bms"``).
+        A key of :data:`SELECTORS` (``"cyclic"``, ``"bms"`` or ``"bms_relaxed"``).
     n_slices : int
         Number of slices L (>= 1).
     budget : int
         Number of sequences B, ``1 <= B <= L!``.
     priors : sequence of float, optional
         Deletion prior per slice (length L, non-negative, positive sum). Ignored by
-        ``"cyclic"``; ``"bms"`` uses uniform priors when None.
+        ``"cyclic"``; the BMS selectors use uniform priors when None.
 
     Returns
     -------
