@@ -200,6 +200,11 @@ def retrain(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optiona
 
     Until this runs, each hit shard serves a shorter prefix that never saw the records; after
     it, the system is as if the records had never been in the training data.
+
+    It also finishes a fit that was interrupted (crash, Ctrl-C): the stages not yet trained are
+    trained with the same seeds, so the result is bit-identical to an uninterrupted fit.
+
+    Example: s3t retrain --workspace ws
     """
     from .estimator import S3T
 
@@ -362,8 +367,8 @@ def bench(
 @app.command()
 def evaluate(
     out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
-    quick: bool = typer.Option(False, "--quick", help="Reduced run (221 training questions, m=2, L=3, 5 sequential requests; about 6 minutes on 2 "
-                               "cores) instead of the full run (1,500 questions, m=4; about half an hour)."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced run (221 training questions, m=2, L=3, 1 epoch, 5 sequential requests; a few minutes "
+                               "on 2 cores) instead of the full run (1,500 questions, m=4, 2 epochs; about an hour)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),

@@ -123,7 +123,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         now = utcnow()
         s.add(DeletionRequest(id=request_id, key=key, subject=subject, state="served-exact", created_at=now))
         s.flush()
-        already = ledger.deleted_ids(s)
+        already = set(s.scalars(select(Deletion.record_id).where(Deletion.record_id.in_([r.id for r in rows]))))
         new = [r for r in rows if r.id not in already]
         s.add_all(Deletion(record_id=r.id, request_id=request_id) for r in new)
         if new:  # erase the content; keep the id and the text hash as a tombstone
@@ -133,7 +133,8 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         after = ledger.compute_manifest(s, tainted)
         # cut checkpoints are marked purged in this transaction; their files are erased after the
         # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
-        cut = list(s.scalars(select(Checkpoint).where(Checkpoint.id.in_(tainted), Checkpoint.purged.is_(False))))
+        cut = list(s.execute(select(Checkpoint.id, Checkpoint.path).where(Checkpoint.id.in_(tainted),
+                                                                          Checkpoint.purged.is_(False))))
         if cut:
             s.execute(update(Checkpoint).where(Checkpoint.id.in_([c.id for c in cut])).values(purged=True))
         version = ledger.add_manifest(s, after, reason=f"forget {request_id}")

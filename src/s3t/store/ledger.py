@@ -180,18 +180,22 @@ class Ledger:
             return s.get(Checkpoint, checkpoint_id)
 
     def lineage(self, s: Session) -> dict[str, list[int]]:
+        """Per checkpoint: its slice versions in training order (plain rows, no ORM objects:
+        this runs inside every forget and grows with m·B·L)."""
         out: dict[str, list[int]] = defaultdict(list)
-        for row in s.scalars(select(CheckpointLineage).order_by(CheckpointLineage.position)):
-            out[row.checkpoint_id].append(row.slice_version_id)
+        q = select(CheckpointLineage.checkpoint_id, CheckpointLineage.slice_version_id).order_by(CheckpointLineage.position)
+        for cid, sv in s.execute(q):
+            out[cid].append(sv)
         return out
 
     def tainted_checkpoints(self, s: Session | None = None) -> set[str]:
-        """Checkpoints whose lineage holds a deleted record."""
+        """Checkpoints whose lineage holds a deleted record (one query, evaluated by the database)."""
         if s is None:
             with self.Session() as s2:
                 return self.tainted_checkpoints(s2)
-        bad = self.tainted_slice_versions(s)
-        return {cid for cid, svs in self.lineage(s).items() if bad.intersection(svs)}
+        bad = select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
+        q = select(CheckpointLineage.checkpoint_id).where(CheckpointLineage.slice_version_id.in_(bad)).distinct()
+        return set(s.scalars(q))
 
     # -- checkpoints ------------------------------------------------------------------
     def register_checkpoint(self, *, lineage: Sequence[int], **fields: Any) -> None:
@@ -214,11 +218,13 @@ class Ledger:
     def chains(self, s: Session, tainted: set[str] | None = None) -> dict[int, list[list[StageView | None]]]:
         """Per shard, per sequence: the current checkpoint of each stage (None = not trained)."""
         tainted = self.tainted_checkpoints(s) if tainted is None else tainted
-        current: dict[tuple[int, str], Checkpoint] = {}
-        for c in self.checkpoints(s):  # ordered by ordinal: the newest registration wins
+        current: dict[tuple[int, str], Any] = {}
+        cols = (Checkpoint.id, Checkpoint.shard, Checkpoint.prefix, Checkpoint.parent_id, Checkpoint.purged,
+                Checkpoint.val_accuracy)
+        for c in s.execute(select(*cols).order_by(Checkpoint.ordinal)):  # the newest registration wins
             current[(c.shard, c.prefix)] = c
         out: dict[int, list[list[StageView | None]]] = defaultdict(list)
-        for row in s.scalars(select(SequenceRow).order_by(SequenceRow.shard, SequenceRow.index)):
+        for row in s.execute(select(SequenceRow.shard, SequenceRow.order).order_by(SequenceRow.shard, SequenceRow.index)):
             order = row.order.split(",")
             chain: list[StageView | None] = []
             for k in range(1, len(order) + 1):
