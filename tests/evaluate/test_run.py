@@ -127,6 +127,10 @@ def test_report_and_plots_written(run):
         assert f"{r['scenarios'][name]['forget_size']} records" in md
     for method in EXACT + APPROXIMATE:
         assert f"| {method} |" in md
+    overview = md.split("Average gap to Retrain per forget set")[1].split("###")[0]
+    for method in EXACT + APPROXIMATE:  # one overview row per method, one cell per scenario + RTE
+        row = next(line for line in overview.splitlines() if line.startswith(f"| {method} |"))
+        assert row.count("|") == len(r["scenarios"]) + 3, row
     assert r["plots"] == ["gaps.png", "ua_vs_rte.png"]
     for name in r["plots"]:
         assert (out / name).read_bytes()[:8] == PNG

@@ -57,6 +57,30 @@ def within_noise_summary(r: dict[str, Any], methods: tuple[str, ...] = ("s3t", "
     return lines
 
 
+def overview_table(r: dict[str, Any]) -> str:
+    """Methods × scenarios: average gap to Retrain (UA/MIA-efficacy within noise marked ✓), and the
+    range of the unlearning step's run time."""
+    scs = r["scenarios"]
+    if not scs:
+        return ""
+    methods = list(next(iter(scs.values()))["rows"])
+    head = "| method | " + " | ".join(f"{TITLES.get(n, n)} ({sc['forget_size']})" for n, sc in scs.items()) + " | RTE |"
+    lines = [head, "|---" * (len(scs) + 2) + "|"]
+    first = next(iter(scs.values()))
+    if "original_gaps" in first:
+        lines.append("| *original* | " + " | ".join(_pct(sc["original_gaps"]["avg"]) for sc in scs.values()) + " | – |")
+    for m in methods:
+        cells = []
+        for sc in scs.values():
+            g = sc["gaps"][m]["avg"]
+            check = sc.get("noise", {}).get(m)
+            ok = m != "retrain" and check and check["UA"]["within"] and check["MIA"]["within"]
+            cells.append("no live model" if _bad(g) else _pct(g) + (" ✓" if ok else ""))
+        rtes = [sc["rows"][m]["RTE"] for sc in scs.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {_seconds(min(rtes))} – {_seconds(max(rtes))} |")
+    return "\n".join(lines)
+
+
 def scenario_table(name: str, sc: dict[str, Any]) -> str:
     rows, g = sc["rows"], sc["gaps"]
     ref = rows["retrain"]
@@ -106,6 +130,9 @@ def markdown(r: dict[str, Any]) -> str:
     verdict = within_noise_summary(r)
     if verdict:
         head += ["Within noise of Retrain (UA and MIA-efficacy both):", "", *verdict, ""]
+    if r["scenarios"]:
+        head += ["Average gap to Retrain per forget set (✓ = UA and MIA-efficacy both within noise of Retrain):", "",
+                 overview_table(r), ""]
     body = [scenario_table(name, sc) + "\n" for name, sc in r["scenarios"].items()]
     return "\n".join(head + body).rstrip()
 
