@@ -4,7 +4,9 @@ Order: fit the full model (FullRetrain: LoRA on every layer), SISA and s3t once;
 the forget sets (:mod:`s3t.evaluate.scenarios`); then per scenario run every method from
 those fits — Retrain = ``FullRetrain.forget`` on a copy (retrains from scratch), SISA =
 ``SISA.forget`` on a copy, s3t = ``S3T.forget`` on a byte copy of the fitted workspace
-(serving the surviving prefixes; RTE = forget latency), approximate methods =
+(serving the surviving prefixes; RTE = forget latency), s3t_retrain = that copy after
+``S3T.retrain`` (the cut suffixes retrained and swapped in), retrain_seed1 = Retrain with the
+next training seed (how much Retrain moves by itself), approximate methods =
 ``unlearn(full model, forget, retain)`` — and score each on the forget set, a retained
 sample and a test sample. The sequential scenario sends the requests one by one.
 """
