@@ -150,16 +150,17 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
         return []
     methods = list(next(iter(scs.values()))["rows"])
     names = []
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scs)), 4.5))
+    colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(methods))]  # > 10 methods: the C0..C9 cycle repeats
+    fig, ax = plt.subplots(figsize=(max(8, 1.9 * len(scs)), 4.8))
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
         vals = [100 * scs[s]["gaps"][m]["avg"] for s in scs]
         xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(scs))]
-        ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=m, color=f"C{j}")
+        ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=m, color=colors[j])
         for x, v in zip(xs, vals):
             if math.isnan(v):
-                ax.text(x, 0.5, "no live model", rotation=90, ha="center", va="bottom", fontsize=7, color=f"C{j}")
-    ax.set_xticks(range(len(scs)), [TITLES.get(s, s) for s in scs], rotation=12)
+                ax.text(x, 0.5, "no live model", rotation=90, ha="center", va="bottom", fontsize=7, color=colors[j])
+    ax.set_xticks(range(len(scs)), [TITLES.get(s, s) for s in scs], rotation=15, ha="right")
     ax.set_ylabel("avg gap to Retrain (% points, lower = better)")
     ax.set_title("Average gap to Retrain over UA, RA, TA, MIA-efficacy")
     ax.legend(ncol=1, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -176,7 +177,7 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
             row = sc["rows"][m]
             if _bad(row["UA"]):
                 continue
-            ax.scatter(max(row["RTE"], 1e-4), 100 * row["UA"], color=f"C{j}", s=40, label=m)
+            ax.scatter(max(row["RTE"], 1e-4), 100 * row["UA"], color=colors[j], s=40, label=m)
             ax.annotate(m, (max(row["RTE"], 1e-4), 100 * row["UA"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(100 * sc["rows"]["retrain"]["UA"], color="gray", ls="--", lw=1)
         ax.set_xscale("log")
