@@ -367,7 +367,7 @@ def bench(
 @app.command()
 def evaluate(
     out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
-    quick: bool = typer.Option(False, "--quick", help="Reduced run (221 training questions, m=2, L=3, 1 epoch, 5 sequential requests; a few minutes "
+    quick: bool = typer.Option(False, "--quick", help="Reduced run (195 training questions, m=2, L=3, 1 epoch, 5 sequential requests; under 5 minutes "
                                "on 2 cores) instead of the full run (1,500 questions, m=4, 2 epochs; about an hour)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
