@@ -168,7 +168,9 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
                label={"cyclic": "cyclic", "bms": "BMS", "bms_relaxed": "BMS relaxed"}[name])
     a2.set_xticks(list(pos)), a2.set_xticklabels([f"B={x['budget']}" for x in sk])
     a2.set_ylabel("mean served-prefix fraction"), a2.set_title(f"skewed priors (L={p2['skewed']['slices']}, 20% of slices → 80%)")
-    a2.legend()
+    top = max(x[n]["mean_prefix_fraction"] for x in sk for n in sels)
+    a2.set_ylim(0, 1.3 * top)  # headroom: the legend sits above the bars
+    a2.legend(loc="upper center", ncol=len(sels))
     save(fig, "p2_deletion_rate.png")
 
     p4 = r["P4"]
