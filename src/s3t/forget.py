@@ -123,7 +123,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         now = utcnow()
         s.add(DeletionRequest(id=request_id, key=key, subject=subject, state="served-exact", created_at=now))
         s.flush()
-        already = set(s.scalars(select(Deletion.record_id).where(Deletion.record_id.in_([r.id for r in rows]))))
+        already = ledger.deleted_ids(s, among=[r.id for r in rows])
         new = [r for r in rows if r.id not in already]
         s.add_all(Deletion(record_id=r.id, request_id=request_id) for r in new)
         if new:  # erase the content; keep the id and the text hash as a tombstone

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .plan_parts import SKEW_SELECTORS
+
 
 def _f(x: float | None, fmt: str = ".3f") -> str:
     return "n/a" if x is None else format(x, fmt)
@@ -161,7 +163,7 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
     a1.set_title(f"P2 deletion rate, m={p2['formula_check']['shards']}, L={p2['formula_check']['slices']}"), a1.legend()
     sk = p2["skewed"]["rows"]
     pos = range(len(sk))
-    sels = [n for n in ("cyclic", "bms", "bms_relaxed") if n in sk[0]]
+    sels = [n for n in SKEW_SELECTORS if n in sk[0]]
     width = 0.8 / len(sels)
     for j, name in enumerate(sels):
         a2.bar([i + (j - (len(sels) - 1) / 2) * width for i in pos], [x[name]["mean_prefix_fraction"] for x in sk], width,

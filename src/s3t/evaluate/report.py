@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .metrics import NOISE_METRICS
+
 METRICS = ("UA", "RA", "TA", "MIA", "MIA_loss")
 TITLES = {"random_1pct": "random 1%", "random_10pct": "random 10%", "class": "one whole class",
           "subject": "one subject", "worst_case": "worst case (most memorised)", "sequential": "sequential requests"}
@@ -40,7 +42,12 @@ def _noise(check: dict[str, Any] | None) -> str:
     """'yes / no' per UA and MIA-efficacy: does the 95% paired-bootstrap interval of the difference hold 0?"""
     if not check:
         return "n/a"
-    return " / ".join({True: "yes", False: "**no**", None: "n/a"}[check[m]["within"]] for m in ("UA", "MIA"))
+    return " / ".join({True: "yes", False: "**no**", None: "n/a"}[check[m]["within"]] for m in NOISE_METRICS)
+
+
+def _all_within(check: dict[str, Any] | None) -> bool:
+    """UA and MIA-efficacy both within noise of Retrain (False without a live model)."""
+    return bool(check) and all(check[m]["within"] for m in NOISE_METRICS)
 
 
 def within_noise_summary(r: dict[str, Any], methods: tuple[str, ...] = ("s3t", "s3t_retrain", "sisa", "retrain_seed1")) -> list[str]:
@@ -50,7 +57,7 @@ def within_noise_summary(r: dict[str, Any], methods: tuple[str, ...] = ("s3t", "
         checks = [sc["noise"][m] for sc in r["scenarios"].values() if m in sc.get("noise", {})]
         if not checks:
             continue
-        both = sum(1 for c in checks if c["UA"]["within"] and c["MIA"]["within"])
+        both = sum(1 for c in checks if _all_within(c))
         dead = sum(1 for c in checks if c["UA"]["within"] is None)
         lines.append(f"- **{m}**: UA and MIA-efficacy within noise of Retrain in {both} of {len(checks)} scenarios"
                      + (f" ({dead} without a live model)" if dead else ""))
@@ -73,8 +80,7 @@ def overview_table(r: dict[str, Any]) -> str:
         cells = []
         for sc in scs.values():
             g = sc["gaps"][m]["avg"]
-            check = sc.get("noise", {}).get(m)
-            ok = m != "retrain" and check and check["UA"]["within"] and check["MIA"]["within"]
+            ok = m != "retrain" and _all_within(sc.get("noise", {}).get(m))
             cells.append("no live model" if _bad(g) else _pct(g) + (" ✓" if ok else ""))
         rtes = [sc["rows"][m]["RTE"] for sc in scs.values()]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_seconds(min(rtes))} – {_seconds(max(rtes))} |")

@@ -149,21 +149,13 @@ class Env:
                 start = time.perf_counter()
                 est.forget(record_ids=req)
                 rte += time.perf_counter() - start
-            quiesce(est)
-            status = est.status()
-            row = pool.score(pool.estimator_predictor(est), forget, gone)
-            row.update(RTE=rte, live_shards=status["live_shards"], served=status["served"])
-            done("s3t", row)
+            done("s3t", self.served_row(est, forget, gone, RTE=rte))
             if "s3t_retrain" in cfg.methods:  # then the background retrain of the cut suffixes, run to the end
-                quiesce(est)
                 rep = est.retrain()
-                quiesce(est)
-                status = est.status()
-                row = pool.score(pool.estimator_predictor(est), forget, gone)
-                row.update(RTE=rte + rep.seconds, live_shards=status["live_shards"], served=status["served"],
-                           note=f"s3t after its background retrain ({len(rep.checkpoints)} checkpoints, "
-                                f"{rep.seconds:.1f} s); served exactly from {1000 * rte:.0f} ms")
-                done("s3t_retrain", row)
+                done("s3t_retrain", self.served_row(
+                    est, forget, gone, RTE=rte + rep.seconds,
+                    note=f"s3t after its background retrain ({len(rep.checkpoints)} checkpoints, {rep.seconds:.1f} s); "
+                         f"served exactly from {1000 * rte:.0f} ms"))
             quiesce(est)
             close_copy(est)
         for method in [m for m in cfg.methods if m not in EXACT]:
@@ -180,6 +172,13 @@ class Env:
         return {"forget_size": len(forget), "requests": len(requests), "detail": detail, "rows": rows,
                 "gaps": gaps(rows), "noise": noise_check(vectors, seed=cfg.seed), "original": original,
                 "original_gaps": gaps({**rows, "original": original})["original"]}
+
+    def served_row(self, est, forget: list[str], gone: set[str], **extra: Any) -> dict[str, Any]:
+        """Scores of what an S3T estimator serves now, with its live shards and served stages."""
+        quiesce(est)  # the standby refresh after a swap must not race the scoring
+        status = est.status()
+        row = self.pool.score(self.pool.estimator_predictor(est), forget, gone)
+        return {**row, "live_shards": status["live_shards"], "served": status["served"], **extra}
 
     def retrain_other_seed(self, forgotten: set[str]):
         """Retrain from scratch on the retained records with the next training seed."""

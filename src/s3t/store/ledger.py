@@ -140,11 +140,16 @@ class Ledger:
                 out[row.shard].append(tuple(int(x) for x in row.order.split(",")))
         return dict(out)
 
-    def deleted_ids(self, s: Session | None = None) -> set[str]:
+    def deleted_ids(self, s: Session | None = None, among: Iterable[str] | None = None) -> set[str]:
+        """Deleted record ids; with ``among``, only those of these ids (a forget checks its own ids,
+        not the whole deletion table)."""
         if s is None:
             with self.Session() as s2:
-                return self.deleted_ids(s2)
-        return set(s.scalars(select(Deletion.record_id)))
+                return self.deleted_ids(s2, among)
+        q = select(Deletion.record_id)
+        if among is not None:
+            q = q.where(Deletion.record_id.in_(list(among)))
+        return set(s.scalars(q))
 
     def current_slice_versions(self, s: Session | None = None) -> dict[tuple[int, int], SliceVersion]:
         if s is None:
@@ -165,9 +170,13 @@ class Ledger:
             )
             return list(s.scalars(q))
 
+    @staticmethod
+    def _tainted_slice_versions_query():
+        """Slice versions holding a deleted record, as a query (run it, or use it as a subquery)."""
+        return select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
+
     def tainted_slice_versions(self, s: Session) -> set[int]:
-        q = select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id).distinct()
-        return set(s.scalars(q))
+        return set(s.scalars(self._tainted_slice_versions_query().distinct()))
 
     def checkpoints(self, s: Session | None = None) -> list[Checkpoint]:
         if s is None:
@@ -193,7 +202,7 @@ class Ledger:
         if s is None:
             with self.Session() as s2:
                 return self.tainted_checkpoints(s2)
-        bad = select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
+        bad = self._tainted_slice_versions_query()
         q = select(CheckpointLineage.checkpoint_id).where(CheckpointLineage.slice_version_id.in_(bad)).distinct()
         return set(s.scalars(q))
 
