@@ -341,17 +341,24 @@ def bench(
     deletions: Optional[int] = typer.Option(None, "--deletions", help="Override the number of single-record forgets timed in P1 (default 200)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method uses "
                                           "(quick 1, full 2); use 1 when another job shares a 2-core machine."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the pieces an interrupted run kept in OUT/work and start over."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep OUT/work (fitted workspaces, baselines, per-part "
+                                   "results) when the run completes."),
 ) -> None:
     """Benchmark S3T side by side with SISA and full retraining in one run: forget latency (P1),
     deletion rate (P2), accuracy before / during deletions (P3, P4), training cost (P5, P7) and
     predict speed (P6). Writes results.json, summary.md and PNG plots; prints the table.
+
+    The full run takes hours. Every finished fit and part is kept in OUT/work as it completes:
+    if the run stops (crash, Ctrl-C, machine taken away), run the same command again and it
+    continues where it stopped (a fit cut off half-way keeps the stages it had trained).
 
     Example: s3t bench --out results/bench-quick --quick
     """
     from .bench import run_bench
 
     results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
-                        deletions=deletions, threads=threads)
+                        deletions=deletions, threads=threads, restart=restart, keep_work=keep_work)
 
     def render(r):
         table = Table("part", "metric", "measured", "target", "met", title=f"s3t bench ({r['mode']})")

@@ -208,16 +208,22 @@ class S3T:
         total = sum(j.work() for j in jobs)
         on_step = (lambda n: progress("training", n, total)) if progress else None
         created: list[str] = []
+        # this process's training work, by kind (wall seconds of the stages' own timers)
+        timings = self.__dict__.setdefault("train_timings_", {"checkpoints": 0, "stage_seconds": 0.0,
+                                                                "validation_seconds": 0.0})
         in_process = self._backbone if getattr(self, "_backbone", None) is not None else None
         with self.ws_.training_lock():
             for trained in run_jobs(jobs, self.config.train, on_step=on_step, backbone=in_process):
                 for c in trained:  # parents first
                     if sha256_file(self.ws_.resolve(c.staging)) != c.sha256:
                         raise IntegrityError(f"checkpoint {c.id} changed between training and registration")
-                    fields = {k: v for k, v in c.__dict__.items() if k not in ("lineage", "staging")}
+                    fields = {k: v for k, v in c.__dict__.items() if k not in ("lineage", "staging", "val_seconds")}
                     self.ws_.ledger.register_checkpoint(lineage=list(c.lineage), **fields)
                     self.ws_.publish(c.staging, c.path)  # registered first: recovery finishes the move
                     created.append(c.id)
+                    timings["checkpoints"] += 1
+                    timings["stage_seconds"] += c.seconds
+                    timings["validation_seconds"] += c.val_seconds
                     log.info("shard %d prefix %s: val acc %s (%.1fs)", c.shard, c.prefix, c.val_accuracy, c.seconds)
             self.ws_.sweep_staging()  # files of retried or failed attempts
         return created

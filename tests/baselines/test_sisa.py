@@ -123,3 +123,18 @@ def test_predict_uses_the_requested_stages(sisa, train):
     with pytest.raises(NoLiveModelError):
         sisa.predict_proba(texts, {0: 0, 1: 0})
     assert all(t > 0 for s in sisa.stage_seconds_.values() for t in s)
+
+
+def test_save_and_restore_give_the_same_model_without_training(sisa, train, tmp_path):
+    from s3t.errors import DataError
+
+    sisa.save(tmp_path / "sisa.pt")
+    back = SISA.restore(sisa.config, train, tmp_path / "sisa.pt", backbone=sisa.backbone)
+    assert back.stage_seconds_ == sisa.stage_seconds_ and back.fit_seconds_ == sisa.fit_seconds_
+    assert all(state_digest(a) == state_digest(b) for s in sisa.states_ for a, b in zip(sisa.states_[s], back.states_[s]))
+    texts = list(train.texts[:5])
+    assert torch.equal(torch.tensor(back.predict_proba(texts)), torch.tensor(sisa.predict_proba(texts)))
+    in_02 = next(r for r in train.ids if back.locate(r) == (0, 2))
+    back.forget([in_02])
+    with pytest.raises(DataError, match="forgotten"):
+        back.save(tmp_path / "again.pt")

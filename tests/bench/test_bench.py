@@ -169,3 +169,43 @@ def test_cache_saving_model():
     assert cache_saving_model(6, 6, 6, 2) == pytest.approx(390 / 3696)
     assert cache_saving_model(6, 6, 6, 4) > cache_saving_model(6, 6, 6, 2), "the cache pays off more with more epochs"
     assert cache_saving_model(6, 3, 1, 1) < 0, "B=1, one epoch: caching every level costs more than it saves"
+
+
+class _Cut(Exception):
+    """Stands for a run stopped from outside (crash, Ctrl-C)."""
+
+
+def test_an_interrupted_run_continues_where_it_stopped(bench, tiny_model, tmp_path, monkeypatch):
+    """Stopped in the middle of the second S3T fit, the run is continued by the same call: the
+    first fit is reloaded, the cut-off fit is finished from the stages it had, and the result
+    equals the uninterrupted run's (same accuracies: training is deterministic)."""
+    from s3t.bench import run_bench
+    from s3t.store.ledger import Ledger
+
+    real, calls = Ledger.register_checkpoint, []
+
+    def register(self, **kw):
+        calls.append(kw["id"])
+        if len(calls) == 21:  # B=3 registers 18 checkpoints (2 shards x 9), B=1 then 2 of its 6
+            raise _Cut()
+        return real(self, **kw)
+
+    out, args = tmp_path / "out", {"model": tiny_model, "limit": 200, "deletions": 20}
+    monkeypatch.setattr(Ledger, "register_checkpoint", register)
+    with pytest.raises(_Cut):
+        run_bench(out, quick=True, say=lambda m: None, **args)
+    monkeypatch.setattr(Ledger, "register_checkpoint", real)
+    assert (out / "work" / "parts" / "fit-s3t-B3.json").exists() and not (out / "results.json").exists()
+    with pytest.raises(Exception, match="other settings"):
+        run_bench(out, quick=True, say=lambda m: None, **{**args, "deletions": 21})
+    said = []
+    r = run_bench(out, quick=True, say=said.append, **args)
+    assert r["resumed"] and any("s3t-B3: fitted in the interrupted run" in m for m in said)
+    assert any("s3t-B1: finishing the fit" in m for m in said)
+    assert r["fits"]["s3t_B1"]["resumed"] and not r["fits"]["s3t_B3"]["resumed"]
+    first = bench[0]
+    assert r["fits"]["s3t_B1"]["checkpoints"] == first["fits"]["s3t_B1"]["checkpoints"] == 6
+    for key in ("s3t_B1", "s3t_B3", "sisa", "full"):
+        assert r["P3"][key] == first["P3"][key], f"{key}: the continued run's accuracy differs"
+    assert r["P1"]["s3t_ms"]["n"] == 20 and all(p in r for p in PARTS)
+    assert not (out / "work").exists(), "the kept pieces are removed once the run completes"

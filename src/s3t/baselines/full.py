@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..config import S3TConfig
-from ..errors import NotFittedError, UnknownRecordError
+from ..errors import DataError, NotFittedError, UnknownRecordError
 from .sisa import ForgetReport
 
 
@@ -27,6 +27,12 @@ class FullRetrain:
         self.backbone = backbone
 
     def fit(self, train) -> "FullRetrain":
+        self._prepare(train)
+        self._train()
+        self.fit_seconds_ = self.seconds_
+        return self
+
+    def _prepare(self, train) -> None:
         from ..data import to_records
         from .runner import AllLayerRunner, resolve_backbone
 
@@ -38,9 +44,29 @@ class FullRetrain:
         self._version = 0
         self.runner_ = AllLayerRunner(self.backbone, self.config, len(train.label_names), stages=1)
         self.runner_.add_records(train.ids, train.texts, train.labels)
-        self._train()
-        self.fit_seconds_ = self.seconds_
-        return self
+
+    def save(self, path) -> None:
+        """Write the fitted, not yet forgotten-from model (state and timings) atomically."""
+        from .runner import save_fitted
+
+        if not hasattr(self, "state_"):
+            raise NotFittedError("this full-retrain baseline is not fitted: call fit(train) first")
+        if self.deleted_:
+            raise DataError("save() keeps a freshly fitted model; this one has forgotten records")
+        save_fitted(path, {"state": self.state_, "seconds": self.seconds_, "n_examples": self.n_examples_})
+
+    @classmethod
+    def restore(cls, config: S3TConfig, train, path, backbone=None) -> "FullRetrain":
+        """The model that ``save`` wrote, rebuilt on the same ``train`` without training."""
+        from .runner import load_fitted
+
+        obj = cls(config, backbone)
+        obj._prepare(train)
+        saved = load_fitted(path)
+        obj.state_, obj.seconds_, obj.n_examples_ = saved["state"], saved["seconds"], saved["n_examples"]
+        obj.fit_seconds_ = obj.seconds_
+        obj.model_ = obj.runner_.model(0, (0,), obj.state_)
+        return obj
 
     def _train(self) -> None:
         from ..train.trainer import SliceData

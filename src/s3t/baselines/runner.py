@@ -49,6 +49,21 @@ class AllLayerRunner(StageRunner):
         return Examples(labels=[0] * len(toks), tokens=toks, pad_id=self.pad_id)
 
 
+def save_fitted(path, payload: dict) -> None:
+    """A fitted baseline's tensors and timings, written atomically (``torch.save``)."""
+    import io
+
+    from ..store.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_fitted(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def resolve_backbone(backbone: Backbone | None, config: S3TConfig) -> Backbone:
     return backbone if backbone is not None else load_backbone(config.train.model)
 

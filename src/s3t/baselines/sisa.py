@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,15 @@ class SISA:
     def fit(self, train, assignment: Sequence[tuple[int, int]] | None = None) -> "SISA":
         """Train every shard's L stages. ``assignment``: (shard, slice) per record (default:
         :func:`s3t.plan.assign_shards` with the plan seed — the same split S3T makes)."""
+        self._prepare(train, assignment)
+        start = time.perf_counter()
+        for shard in range(self.config.plan.shards):
+            self._train_from(shard, 0)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _prepare(self, train, assignment: Sequence[tuple[int, int]] | None) -> None:
+        """Everything ``fit`` sets up before training: shards, slices, the runner."""
         from ..data import to_records
         from .runner import AllLayerRunner, resolve_backbone
 
@@ -78,11 +88,27 @@ class SISA:
         self.states_: dict[int, list] = {s: [None] * plan.slices for s in range(plan.shards)}
         self.stage_seconds_: dict[int, list[float]] = {s: [0.0] * plan.slices for s in range(plan.shards)}
         self.deleted_: set[str] = set()
-        start = time.perf_counter()
-        for shard in range(plan.shards):
-            self._train_from(shard, 0)
-        self.fit_seconds_ = time.perf_counter() - start
-        return self
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted, not yet forgotten-from model (states and stage timings) atomically."""
+        self._check_fitted()
+        if self.deleted_:
+            raise DataError("save() keeps a freshly fitted SISA; this one has forgotten records")
+        from .runner import save_fitted
+
+        save_fitted(path, {"states": self.states_, "stage_seconds": self.stage_seconds_, "fit_seconds": self.fit_seconds_})
+
+    @classmethod
+    def restore(cls, config: S3TConfig, train, path: str | Path, backbone=None,
+                assignment: Sequence[tuple[int, int]] | None = None) -> "SISA":
+        """The SISA that ``save`` wrote, rebuilt on the same ``train`` without training."""
+        from .runner import load_fitted
+
+        obj = cls(config, backbone)
+        obj._prepare(train, assignment)
+        saved = load_fitted(path)
+        obj.states_, obj.stage_seconds_, obj.fit_seconds_ = saved["states"], saved["stage_seconds"], saved["fit_seconds"]
+        return obj
 
     def _slices(self, shard: int) -> dict:
         from ..train.trainer import SliceData

@@ -27,6 +27,7 @@ def open_copy(ctx: Context, template: Path, name: str):
     from ..estimator import S3T
 
     dest = ctx.tmp / name
+    shutil.rmtree(dest, ignore_errors=True)  # left by an interrupted run
     shutil.copytree(template, dest)
     est = S3T.load(dest)
     est._backbone = ctx.backbone  # share the loaded encoder instead of loading one per copy
@@ -151,6 +152,15 @@ def p4_accuracy(ctx: Context) -> tuple[dict, Any]:
     return {"deletion_rate": rate, "max_deletions": n_max, "points": mean, "streams": streams, "orders": orders,
             "gap_at_50pct_pts": gap, "note": "accuracy = mean over the deletion streams in which the method still "
             "has a live shard; *_dead_streams counts the others (no model can answer there)"}, est
+
+
+def replay_stream(ctx: Context, order: list[str]):
+    """A fresh copy of the fitted B=L workspace after forgetting ``order`` (one record at a time):
+    the state a P4 stream ends in, for P6 when P4's results were kept from an interrupted run."""
+    est = open_copy(ctx, ctx.fits[f"s3t_B{ctx.cfg.slices}"]["est"].ws_.path, "p4-replay")
+    for rid in order:
+        est.forget(record_ids=[rid])
+    return est
 
 
 def single_predict(model, tokenizer, texts, max_length: int, batch_size: int, random_order: bool = False, seed: int = 0):

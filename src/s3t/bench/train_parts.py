@@ -7,6 +7,7 @@ size and pinned thread count, and run one after another in this process.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from ..config import LoraSettings, PlanConfig, S3TConfig, TrainConfig
 from ..plan import assign_shards, cyclic
 from .config import BenchConfig
+from .resume import RunState
 from .plan_parts import cache_saving_model, padded_fraction, random_batches
 
 
@@ -29,7 +31,11 @@ class Context:
     warm_load_seconds: float
     warm_load_cpu: float
     say: Callable[[str], None] = print
+    state: RunState | None = None  # finished pieces kept for a re-run (None: keep nothing)
     fits: dict[str, Any] = field(default_factory=dict)
+
+    def part(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args) if self.state is None else self.state.part(name, fn, *args)
 
     @property
     def n_labels(self) -> int:
@@ -60,20 +66,76 @@ def s3t_config(cfg: BenchConfig, budget: int, cache: bool = True) -> S3TConfig:
 
 
 def fit_s3t(ctx: Context, budget: int, train, name: str) -> dict:
-    """Fit S3T into a fresh workspace; its training time is the fit's wall time minus one
-    warm backbone load (``S3T.fit`` loads the backbone itself)."""
+    """Fit S3T into the workspace ``ctx.tmp / name``; its training time is the fit's wall time
+    minus one warm backbone load (``S3T.fit`` loads the backbone itself).
+
+    With a run state, a finished fit is reloaded, and a fit that was cut off is finished
+    (``S3T.retrain`` trains exactly the stages it lacks). A finished-after-interruption fit
+    reports its stages' own timers (``resumed: True``): the cut-off attempt's clock is lost.
+    """
+    from ..errors import NotFittedError, WorkspaceError
     from ..estimator import S3T
 
-    validation = ctx.splits.validation if ctx.cfg.validation else None
+    path, key = ctx.tmp / name, f"fit-{name}"
+    if ctx.state is not None and ctx.state.has(key):
+        ctx.say(f"  {name}: fitted in the interrupted run, reloaded")
+        return {**ctx.state.load(key), "est": _load(path, ctx)}
+    est = None
+    if ctx.state is not None and path.exists():
+        try:
+            est = _load(path, ctx)
+        except (NotFittedError, WorkspaceError):  # cut off before its ledger was set up: start again
+            shutil.rmtree(path)
+    if est is not None:
+        ctx.say(f"  {name}: finishing the fit cut off in the interrupted run ...")
+        est.retrain()
+        cps = est.ws_.ledger.checkpoints()
+        stage_sum = float(sum(c.seconds for c in cps))
+        t = est.train_timings_
+        # validation share of the stages trained now, applied to all of them
+        val = stage_sum * t["validation_seconds"] / t["stage_seconds"] if t["stage_seconds"] else 0.0
+        meta = {"budget": budget, "n_train": len(train), "wall": stage_sum, "seconds": stage_sum,
+                "cpu_seconds": stage_sum, "validation_seconds": val, "resumed": True}
+    else:
+        validation = ctx.splits.validation if ctx.cfg.validation else None
+        clock = Clock()
+        est = S3T(s3t_config(ctx.cfg, budget), workspace=path).fit(train, validation=validation)
+        wall, cpu = clock.wall(), clock.cpu()
+        cps = est.ws_.ledger.checkpoints()
+        meta = {"budget": budget, "n_train": len(train), "wall": wall,
+                "seconds": max(1e-9, wall - ctx.warm_load_seconds), "cpu_seconds": max(1e-9, cpu - ctx.warm_load_cpu),
+                "validation_seconds": est.train_timings_["validation_seconds"], "resumed": False}
+    meta.update(checkpoints=len(cps), stage_sum=float(sum(c.seconds for c in cps)),
+                examples=int(sum(c.n_examples for c in cps)) * ctx.cfg.epochs)
+    if ctx.state is not None:
+        meta = ctx.state.save(key, meta)
+    return {**meta, "est": est}
+
+
+def _load(path: Path, ctx: Context):
+    from ..estimator import S3T
+
+    est = S3T.load(path)
+    est._backbone = ctx.backbone  # share the loaded encoder
+    return est
+
+
+def _baseline(ctx: Context, name: str, cls, train) -> dict:
+    """Fit a baseline (``SISA`` or ``FullRetrain``) on ``train``, or restore it from the run state."""
+    base = s3t_config(ctx.cfg, 1)
+    path = None if ctx.state is None else ctx.state.file(f"{name}.pt")
+    if path is not None and path.exists() and ctx.state.has(f"fit-{name}"):
+        ctx.say(f"  {name}: fitted in the interrupted run, restored")
+        return {**ctx.state.load(f"fit-{name}"), "model": cls.restore(base, train, path, backbone=ctx.backbone)}
     clock = Clock()
-    est = S3T(s3t_config(ctx.cfg, budget), workspace=ctx.tmp / name).fit(train, validation=validation)
-    wall, cpu = clock.wall(), clock.cpu()
-    cps = est.ws_.ledger.checkpoints()
-    return {"est": est, "budget": budget, "n_train": len(train), "wall": wall,
-            "seconds": max(1e-9, wall - ctx.warm_load_seconds), "cpu_seconds": max(1e-9, cpu - ctx.warm_load_cpu),
-            "checkpoints": len(cps),
-            "stage_sum": float(sum(c.seconds for c in cps)),
-            "examples": int(sum(c.n_examples for c in cps)) * ctx.cfg.epochs}
+    model = cls(base, backbone=ctx.backbone).fit(train)
+    stages = model.stage_seconds_ if name == "sisa" else {0: [model.seconds_]}
+    meta = {"seconds": clock.wall(), "cpu_seconds": clock.cpu(), "stage_sum": float(sum(sum(v) for v in stages.values()))}
+    if path is not None:
+        model.save(path)
+        meta = ctx.state.save(f"fit-{name}", meta)
+    ctx.say(f"  {meta['seconds']:.1f}s ({meta['cpu_seconds']:.1f}s CPU)")
+    return {**meta, "model": model}
 
 
 def train_all(ctx: Context) -> None:
@@ -85,25 +147,17 @@ def train_all(ctx: Context) -> None:
         ctx.say(f"training S3T m={cfg.shards} L={cfg.slices} B={b} on {len(train)} records ...")
         ctx.fits[f"s3t_B{b}"] = fit_s3t(ctx, b, train, f"s3t-B{b}")
         ctx.say(f"  {ctx.fits[f's3t_B{b}']['seconds']:.1f}s ({ctx.fits[f's3t_B{b}']['cpu_seconds']:.1f}s CPU)")
-    base = s3t_config(cfg, 1)
     ctx.say("training SISA (all layers at every stage) ...")
-    clock = Clock()
-    sisa = SISA(base, backbone=ctx.backbone).fit(train)
-    ctx.fits["sisa"] = {"model": sisa, "seconds": clock.wall(), "cpu_seconds": clock.cpu(),
-                        "stage_sum": float(sum(sum(v) for v in sisa.stage_seconds_.values()))}
-    ctx.say(f"  {ctx.fits['sisa']['seconds']:.1f}s ({ctx.fits['sisa']['cpu_seconds']:.1f}s CPU)")
+    ctx.fits["sisa"] = _baseline(ctx, "sisa", SISA, train)
     ctx.say("training the full fine-tune (one all-layer model on all data) ...")
-    clock = Clock()
-    full = FullRetrain(base, backbone=ctx.backbone).fit(train)
-    ctx.fits["full"] = {"model": full, "seconds": clock.wall(), "cpu_seconds": clock.cpu(), "stage_sum": full.seconds_}
-    ctx.say(f"  {ctx.fits['full']['seconds']:.1f}s ({ctx.fits['full']['cpu_seconds']:.1f}s CPU)")
+    ctx.fits["full"] = _baseline(ctx, "full", FullRetrain, train)
+    ctx.fits["sisa_test_logits"] = {}  # per SISA checkpoint, filled when first needed (P3, P4)
 
 
 def p3_accuracy(ctx: Context) -> dict:
     """Test accuracy before any deletion."""
     test = ctx.splits.test
     out = {f"s3t_B{b}": ctx.fits[f"s3t_B{b}"]["est"].score(test) for b in (ctx.cfg.slices, 1)}
-    ctx.fits["sisa_test_logits"] = {}
     out["sisa"] = sisa_accuracy(ctx, ctx.fits["sisa"]["model"].served_stages([]))
     out["full"] = ctx.fits["full"]["model"].score(test)
     out["n_test"] = len(test)
@@ -193,13 +247,18 @@ def p5_cost(ctx: Context) -> dict:
     per_seq["ratio_cpu"] = per_seq["s3t_cpu"] / per_seq["sisa_cpu"]
     per_seq["ratio"] = per_seq["s3t"] / per_seq["sisa"]
     per_seq["ratio_stage_sum"] = per_seq["s3t_stage_sum"] / per_seq["sisa_stage_sum"]
+    # scoring every checkpoint on the validation records (serving tie-breaks) is work SISA does not do
+    val = s3t.get("validation_seconds", 0.0)
+    per_seq["s3t_validation_seconds"] = val / (m * L)
+    per_seq["s3t_cpu_without_validation"] = (s3t["cpu_seconds"] - val) / (m * L)
+    per_seq["ratio_cpu_without_validation"] = per_seq["s3t_cpu_without_validation"] / per_seq["sisa_cpu"]
     # stage k reads k slices through the top k·N/L layers; SISA every layer: Σk·(k/L) / Σk
     per_seq["ideal_layer_ratio"] = (2 * L + 1) / (3 * L)
     per_seq["s3t_outside_stages_seconds"] = s3t["seconds"] - s3t["stage_sum"]
     per_seq["note"] = ("process CPU (and wall) time of S3T.fit — tokenising, trunk cache, stages, ledger, checkpoint "
                        "files — vs SISA.fit; stage sums = the stages' own wall timers")
     ctx.say("P5b: one shard's B=L trie with and without the trunk cache ...")
-    cache = p5b_cache(ctx)
+    cache = ctx.part("P5b", p5b_cache, ctx)
     texts = list(ctx.splits.train.texts)
     start = time.perf_counter()
     toks = tokenize(ctx.backbone.tokenizer, texts, s3t_config(cfg, 1).train.max_length)

@@ -56,6 +56,7 @@ class TrainedCheckpoint:
     val_accuracy: float | None
     seconds: float
     lineage: tuple[int, ...]
+    val_seconds: float = 0.0  # part of ``seconds`` spent scoring validation records (not in the ledger)
 
 
 
@@ -93,6 +94,7 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
             parent_id=ids_by_prefix[spec.prefix[:-1]] if spec.stage > 1 else None, path=checkpoint_relpath(job.shard, cid), staging=rel, sha256=digest,
             seed=str(spec.seed), threads=config.train.threads, n_examples=result.n_examples,
             val_accuracy=result.val_accuracy, seconds=result.seconds, lineage=tuple(lineage),
+            val_seconds=result.val_seconds,
         ))
 
     runner.train_prefixes(job.shard, job.prefixes, job.slices, on_checkpoint, parent_states=parent_states, on_step=on_step)

@@ -77,7 +77,8 @@ class StageResult:
     n_examples: int
     train_loss: float
     val_accuracy: float | None
-    seconds: float
+    seconds: float  # the whole stage, validation scoring included
+    val_seconds: float = 0.0  # of which scoring the validation records
     model: AdaptedEncoder | None = field(default=None, repr=False)  # the trained model, not persisted
 
 
@@ -128,13 +129,16 @@ def train_stage(
             losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(len(batch))
+    val_start = time.perf_counter()
     val_acc = accuracy(model, spec.level, validation) if validation is not None and len(validation) else None
+    end = time.perf_counter()
     return StageResult(
         state=model.state(),
         n_examples=len(train),
         train_loss=float(sum(losses[-len(batches):]) / max(1, len(losses[-len(batches):]))),
         val_accuracy=val_acc,
-        seconds=time.perf_counter() - start,
+        seconds=end - start,
+        val_seconds=end - val_start,
         model=model,
     )
 
