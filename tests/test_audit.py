@@ -75,6 +75,7 @@ def test_missing_live_checkpoint_fails_files(fitted_ws):
 def test_edited_served_json_fails_mirror(fitted_ws, edit):
     ws = fitted_ws.ws_
     fitted_ws.forget([record_in(fitted_ws, 0, 1)])
+    assert fitted_ws.flush()
     served = ws.read_served()
     path = ws.path / "served.json"
     if edit == "other-checkpoint":
@@ -109,6 +110,7 @@ def test_recreated_cut_checkpoint_fails_erasure(fitted_ws):
     ws = fitted_ws.ws_
     before = served_checkpoint(fitted_ws, 0)
     fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    assert fitted_ws.flush()
     cut = ws.ledger.checkpoint(before.id)
     assert cut.purged and not ws.resolve(cut.path).exists()
     ws.resolve(cut.path).write_bytes(b"resurrected weights")
@@ -131,6 +133,7 @@ def test_manifest_serving_a_tainted_checkpoint_fails_lineage_and_rule(fitted_ws)
     ws, led = fitted_ws.ws_, fitted_ws.ws_.ledger
     old = served_checkpoint(fitted_ws, 1)
     fitted_ws.forget([record_in(fitted_ws, 1, 1)])
+    assert fitted_ws.flush()
     assert old.id in led.tainted_checkpoints()
     _, manifest = led.latest_manifest()
     manifest["shards"]["1"] = {"sequence": 0, "stage": old.stage, "checkpoint": old.id, "val_accuracy": old.val_accuracy}
@@ -146,6 +149,7 @@ def test_manifest_serving_a_tainted_checkpoint_fails_lineage_and_rule(fitted_ws)
 def test_audit_reports_several_problems_at_once(fitted_ws):
     ws = fitted_ws.ws_
     fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    assert fitted_ws.flush()
     live = [c for c in ws.ledger.checkpoints() if not c.purged]
     flip_byte(ws.resolve(live[0].path))
     (ws.path / "served.json").unlink()

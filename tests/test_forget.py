@@ -127,6 +127,7 @@ def test_successive_forgets_accumulate(fitted_ws):
 def test_same_request_again_returns_the_same_receipt_and_changes_nothing(fitted_ws):
     a, b = record_in(fitted_ws, 0, 2), record_in(fitted_ws, 1, 1)
     first = fitted_ws.forget([a, b])
+    assert fitted_ws.flush()  # the first request's background file steps
     state = snapshot(fitted_ws)
     for again in ([a, b], [b, a], [b, a, b, a]):
         r = fitted_ws.forget(again)
@@ -137,6 +138,7 @@ def test_same_request_again_returns_the_same_receipt_and_changes_nothing(fitted_
 
 def test_subject_request_again_returns_the_same_receipt(fitted_ws):
     first = fitted_ws.forget(subject="user4")
+    assert fitted_ws.flush()
     state = snapshot(fitted_ws)
     again = fitted_ws.forget(subject="user4")
     assert again.created is False and again.hash == first.hash
@@ -162,6 +164,7 @@ def test_single_string_ids_with_the_same_characters_are_different_requests(fitte
 def test_string_and_list_forms_are_the_same_request(fitted_ws):
     rid = record_in(fitted_ws, 0, 0)
     first = fitted_ws.forget(rid)
+    assert fitted_ws.flush()
     state = snapshot(fitted_ws)
     again = fitted_ws.forget([rid])
     assert again.created is False and again.hash == first.hash
@@ -281,6 +284,7 @@ def test_cut_checkpoint_files_are_deleted(fitted_ws):
     ws, led = fitted_ws.ws_, fitted_ws.ws_.ledger
     rid = record_in(fitted_ws, 0, 1)
     fitted_ws.forget([rid])
+    assert fitted_ws.flush(timeout=60)  # files are erased by the background file steps
     cut = {c.id for c in led.checkpoints() if c.shard == 0 and "1" in c.prefix.split(",")}
     assert cut  # the cut is not empty: every sequence holds slice 1 somewhere
     for c in led.checkpoints():
@@ -328,3 +332,43 @@ def test_predictions_equal_the_mean_logit_ensemble_of_the_served_checkpoints(fit
     assert list(fitted_ws.predict(PROBE)) == list(fitted_ws.classes_[expected.argmax(-1)])
     reloaded = S3T.load(fitted_ws.ws_.path)
     np.testing.assert_allclose(reloaded.predict_proba(PROBE), expected, atol=1e-5)
+
+
+def test_forget_recomputes_only_the_hit_shards_and_matches_a_full_recompute(fitted_ws):
+    """A forget recomputes the serving rule for its records' shards and copies the others; the
+    result must equal the rule run over every shard from scratch."""
+    led = fitted_ws.ws_.ledger
+    for shard, sl in [(0, 1), (1, 0), (0, 2), (1, 2)]:
+        receipt = fitted_ws.forget([record_in(fitted_ws, shard, sl)])
+        version, body = led.latest_manifest()
+        assert receipt.affected_shards == [shard] and receipt.manifest == body
+        with led.Session() as s:
+            assert led.compute_manifest(s) == body
+            assert led.tainted_checkpoints(s, [shard]) == {c for c in led.tainted_checkpoints(s)
+                                                            if c.startswith(f"s{shard}-")}
+        assert fitted_ws.ensemble_.manifest_version == version
+    with led.Session() as s, pytest.raises(ValueError, match="both"):
+        led.compute_manifest(s, shards=[0])
+
+
+def test_forget_returns_before_its_file_steps_and_flush_waits_for_them(fitted_ws, monkeypatch):
+    """The commit and the ensemble swap are on the request path; erasing the cut files is not."""
+    import threading
+
+    from s3t.store.workspace import Workspace
+
+    ws = fitted_ws.ws_
+    old = ws.ledger.latest_manifest()[1]["shards"]["0"]["checkpoint"]
+    fitted_ws.ensemble_  # serving
+    gate, real = threading.Event(), Workspace.erase_files
+    monkeypatch.setattr(Workspace, "erase_files", lambda self, paths: (gate.wait(30), real(self, paths)))
+    receipt = fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    assert receipt.after["0"] < receipt.before["0"]
+    assert fitted_ws.ensemble_.manifest_version == receipt.body["manifest_version"], "swapped before returning"
+    cut = ws.ledger.checkpoint(old)
+    assert cut.purged and ws.resolve(cut.path).exists(), "the erasure waits on the background thread"
+    assert not fitted_ws.flush(timeout=0.2)
+    gate.set()
+    assert fitted_ws.flush(timeout=30)
+    assert not ws.resolve(cut.path).exists()
+    assert ws.read_served()["version"] == receipt.body["manifest_version"]

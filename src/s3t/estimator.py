@@ -100,11 +100,13 @@ class S3T:
         state, _ = load_checkpoint(self.ws_.resolve(c.path), sha256=c.sha256)
         return state
 
-    def _sync(self) -> None:
-        """Swap the in-memory ensemble to the ledger's latest manifest (thread-safe)."""
+    def _sync(self, version: int | None = None, body: dict | None = None) -> None:
+        """Swap the in-memory ensemble to the ledger's latest manifest, or to ``version``/``body``
+        when the caller has just committed it (thread-safe; never goes back to an older version)."""
         with _SYNC_LOCK:
-            version, body = self.ws_.ledger.latest_manifest()
-            if self._ensemble.manifest_version != version:
+            if version is None:
+                version, body = self.ws_.ledger.latest_manifest()
+            if version > self._ensemble.manifest_version:
                 self._ensemble.sync(version, body, self._load_state)
                 if self._ensemble.standby is not None:
                     self._ensemble.standby.request()  # pre-build what the next deletion could switch to
@@ -159,8 +161,8 @@ class S3T:
         from .train.trainer import trie
 
         self._train(trie(sequences), range(plan.shards), progress)
-        version, body = ws.ledger.refresh_manifest("fit")
-        ws.write_served(version, body)
+        ws.ledger.refresh_manifest("fit")
+        ws.sync_served()
         return self
 
     def _load_backbone(self):
@@ -250,24 +252,47 @@ class S3T:
     def forget(self, record_ids: Sequence[str] | None = None, subject: str | None = None) -> Receipt:
         """Forget records (or all records of a subject): durable, exact, milliseconds.
 
-        Returns the receipt; the same request again returns the original receipt.
+        When this returns, the deletion and the new served manifest are committed (fsynced)
+        and the served ensemble no longer uses any checkpoint that saw the records. The file
+        steps (erasing the cut checkpoints' files, rewriting the ``served.json`` mirror) follow
+        on a background thread in request order; :meth:`flush` waits for them, and recovery
+        finishes them if the process dies first. Returns the receipt; the same request again
+        returns the original receipt.
         """
         self._check_fitted()
         start = time.perf_counter()
         receipt = record_forget(self.ws_.ledger, record_ids=record_ids, subject=subject)
-        # idempotent file steps, also on a repeated request (a retry after a failed file step)
-        version, body = self.ws_.ledger.latest_manifest()
-        served = self.ws_.read_served()
-        if served is None or served.get("version") != version:
-            self.ws_.write_served(version, body)
-        if getattr(self, "_ensemble", None) is not None:
-            self._sync()
-        if receipt.created:
-            self.ws_.erase_files(receipt.cut_paths)
-        else:  # a retry: finish any file step an earlier attempt left undone
+        if receipt.created:  # the manifest this request committed: no need to read it back
+            version, body = receipt.body["manifest_version"], receipt.manifest
+            if getattr(self, "_ensemble", None) is not None:
+                self._sync(version, body)
+            self._file_steps().submit(self._apply_files, receipt.cut_paths)
+        else:  # a retry: finish any file step an earlier attempt left undone, now
+            self.flush()
+            version, body = self.ws_.sync_served()
+            if getattr(self, "_ensemble", None) is not None:
+                self._sync(version, body)
             self.ws_.purge_tainted()
         log.info("forget %s applied in %.1f ms", receipt.request_id, 1000 * (time.perf_counter() - start))
         return receipt
+
+    def _file_steps(self):
+        from .store.file_steps import FileSteps
+
+        if getattr(self, "_files", None) is None:
+            self._files = FileSteps()
+        return self._files
+
+    def _apply_files(self, cut_paths: Sequence[str]) -> None:
+        """A committed forget's file steps: the mirror (the ledger's latest manifest), then the cut files."""
+        self.ws_.sync_served()
+        self.ws_.erase_files(cut_paths)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the file steps of earlier forgets are done (cut checkpoint files erased,
+        ``served.json`` rewritten). True when nothing is left pending."""
+        files = getattr(self, "_files", None)
+        return True if files is None else files.flush(timeout)
 
     def retrain(self, progress: Progress | None = None):
         """Retrain every cut suffix without the deleted records and swap it in (see ``s3t.retrain``)."""
@@ -314,6 +339,7 @@ class S3T:
 
     def audit(self) -> AuditReport:
         self._check_fitted()
+        self.flush()
         return audit(self.ws_)
 
 

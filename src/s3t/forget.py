@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from .errors import DataError, UnknownRecordError
 from .store.ledger import Ledger, canonical, utcnow
@@ -36,6 +36,7 @@ class Receipt:
     hash: str
     created: bool = field(default=True, compare=False)  # False: an earlier identical request's receipt
     cut_paths: tuple[str, ...] = field(default=(), compare=False)  # files of checkpoints this request cut: erase
+    manifest: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # the body committed (new requests)
 
     @property
     def request_id(self) -> str:
@@ -121,16 +122,18 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         _, before = ledger.latest_manifest(s)
         request_id = "req-" + uuid.uuid4().hex[:16]
         now = utcnow()
-        s.add(DeletionRequest(id=request_id, key=key, subject=subject, state="served-exact", created_at=now))
-        s.flush()
+        # plain INSERT/UPDATE statements (no ORM unit of work): this transaction is the forget latency
+        s.execute(insert(DeletionRequest).values(id=request_id, key=key, subject=subject, state="served-exact",
+                                                 created_at=now))
         already = ledger.deleted_ids(s, among=[r.id for r in rows])
-        new = [r for r in rows if r.id not in already]
-        s.add_all(Deletion(record_id=r.id, request_id=request_id) for r in new)
+        new = [r.id for r in rows if r.id not in already]
         if new:  # erase the content; keep the id and the text hash as a tombstone
-            s.execute(update(Record).where(Record.id.in_([r.id for r in new])).values(text=None))
-        s.flush()
-        tainted = ledger.tainted_checkpoints(s)
-        after = ledger.compute_manifest(s, tainted)
+            s.execute(insert(Deletion), [{"record_id": i, "request_id": request_id} for i in new])
+            s.execute(update(Record).where(Record.id.in_(new)).values(text=None))
+        # a lineage never leaves its shard: only the shards of these records can change
+        affected = sorted({int(r.shard) for r in rows})
+        tainted = ledger.tainted_checkpoints(s, affected)
+        after = ledger.compute_manifest(s, tainted, shards=affected, base=before)
         # cut checkpoints are marked purged in this transaction; their files are erased after the
         # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
         cut = list(s.execute(select(Checkpoint.id, Checkpoint.path).where(Checkpoint.id.in_(tainted),
@@ -138,14 +141,14 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         if cut:
             s.execute(update(Checkpoint).where(Checkpoint.id.in_([c.id for c in cut])).values(purged=True))
         version = ledger.add_manifest(s, after, reason=f"forget {request_id}")
-        last = s.scalars(select(ReceiptRow).order_by(ReceiptRow.seq.desc()).limit(1)).first()
+        last = s.execute(select(ReceiptRow.seq, ReceiptRow.hash).order_by(ReceiptRow.seq.desc()).limit(1)).first()
         body = {
             "request_id": request_id,
             "seq": 1 if last is None else last.seq + 1,
             "record_ids": sorted(r.id for r in rows),
             "newly_deleted": len(new),
             "subject": subject,
-            "affected_shards": sorted({int(r.shard) for r in rows}),
+            "affected_shards": affected,
             "served_before": _prefixes(before),
             "served_after": _prefixes(after),
             "manifest_version": version,
@@ -153,8 +156,8 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
             "prev_hash": GENESIS if last is None else last.hash,
         }
         digest = receipt_hash(body)
-        s.add(ReceiptRow(request_id=request_id, seq=body["seq"], body=canonical(body), hash=digest))
-    return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut))
+        s.execute(insert(ReceiptRow).values(request_id=request_id, seq=body["seq"], body=canonical(body), hash=digest))
+    return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut), manifest=after)
 
 
 def receipts(ledger: Ledger) -> list[Receipt]:

@@ -72,9 +72,9 @@ def retrain(model: "S3T", progress=None) -> RetrainReport:
     for shard, (prefixes, parents) in sorted(cut_suffixes(model).items()):
         report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: parents})
     _crash_point("swap")  # stages registered, not yet swapped in
-    version, body = ledger.refresh_manifest("retrain")
+    ledger.refresh_manifest("retrain")
     _crash_point("served")  # new manifest committed, served.json not yet rewritten
-    model.ws_.write_served(version, body)
+    model.ws_.sync_served()
     if getattr(model, "_ensemble", None) is not None:
         model._sync()
     model.ws_.purge_tainted()

@@ -109,3 +109,35 @@ def test_uncached_mode_trains(tiny_model):
     assert runner.cache is None
     got = train_all(runner, slices, [(0,), (0, 1)])
     assert got[(0, 1)][1].n_examples == 40
+
+
+def test_seeded_init_is_not_disturbed_by_members_built_on_another_thread(tiny_model):
+    """A serving thread building members (standby, swaps) while a stage is initialised must not
+    change the stage's random init: checkpoints are compared bit for bit with a retraining."""
+    import threading
+
+    from s3t.serve.ensemble import Ensemble
+    from s3t.train.stage import build_model
+
+    cfg = tiny_config(tiny_model, shards=1, slices=3, budget=3)
+    bb = load_backbone(tiny_model)
+    runner = StageRunner(bb, cfg, 2)
+    spec = runner.spec(0, (0, 1))
+    reference = state_digest(build_model(bb.model, cfg.train, spec, 2).state())
+    ens = Ensemble(bb, cfg, 2)
+    saved = build_model(bb.model, cfg.train, runner.spec(0, (0,)), 2).state()
+    stop, built = threading.Event(), []
+
+    def serve() -> None:
+        while not stop.is_set():
+            built.append(ens.build_member(0, "c", 1, saved))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        digests = [state_digest(build_model(bb.model, cfg.train, spec, 2).state()) for _ in range(25)]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(built) > 3, "the serving thread ran alongside"
+    assert digests == [reference] * 25

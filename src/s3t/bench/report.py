@@ -27,6 +27,10 @@ def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
         if p1.get(key):
             extra = f"; {p1['standby_hits']} swapped in a pre-built standby member" if "changed" in key and "standby_hits" in p1 else ""
             rows.append(_row("P1", f"… {label} ({p1[key]['n']})", f"{p1[key]['p50']:.1f} / {p1[key]['p99']:.1f} ms{extra}"))
+    wf = p1.get("s3t_ms_with_file_steps")
+    if wf:
+        rows.append(_row("P1", "… until the background file steps are done too (cut files erased, served.json)",
+                         f"{wf['p50']:.1f} / {wf['p99']:.1f} ms"))
     fs = r["machine"].get("fsync_ms")
     if fs:
         rows.append(_row("P1", "one fsync on this disk p50 / p99 (a forget commits durably)", f"{fs['p50']:.1f} / {fs['p99']:.1f} ms"))

@@ -14,7 +14,6 @@ sample and a test sample. The sequential scenario sends the requests one by one.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -263,7 +262,8 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     """Run the comparison (``quick`` preset or full), write results.json, summary.md and PNGs to ``out_dir``."""
     import torch
 
-    from ..bench.run import _cpu_seconds, _json_default, machine
+    from ..bench.resume import to_json
+    from ..bench.run import _cpu_seconds, machine
     from ..data import load_builtin
     from ..train.backbone import set_determinism
 
@@ -298,7 +298,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     results["cpu_seconds"] = _cpu_seconds() - cpu0
     results["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results["plots"] = plots(results, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    (out / "results.json").write_text(to_json(results))
     (out / "summary.md").write_text(markdown(results) + "\n")
     say(f"evaluate finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
     return results

@@ -20,7 +20,7 @@ from ..config import S3TConfig
 from ..errors import IntegrityError, NoLiveModelError
 from ..train.batches import bucket_batches, pad_ids, tokenize
 from ..train.layers import adapted_layers, layer_groups
-from ..train.model import AdaptedEncoder, embed, run_layers
+from ..train.model import AdaptedEncoder, embed, rng_untouched, run_layers
 
 log = logging.getLogger("s3t")
 
@@ -53,7 +53,8 @@ class Ensemble:
         self.standby = None  # serve.standby.Standby: pre-built members a next deletion could switch to
 
     def build_member(self, shard: int, checkpoint_id: str, stage: int, state: dict[str, torch.Tensor]) -> Member:
-        model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage), self.n_labels)
+        with rng_untouched():  # its init is overwritten by the checkpoint
+            model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage), self.n_labels)
         model.load_state(state)
         model.eval()
         return Member(shard, checkpoint_id, stage, model)

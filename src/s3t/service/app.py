@@ -115,10 +115,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
 
     def after_retrain() -> None:
         with mutate:
-            version, body = model.ws_.ledger.latest_manifest()
-            served = model.ws_.read_served()
-            if served is None or served.get("version") != version:
-                model.ws_.write_served(version, body)
+            model.ws_.sync_served()
             if getattr(model, "_ensemble", None) is not None:
                 model._sync()  # swap the in-memory ensemble now, not on the next prediction
 

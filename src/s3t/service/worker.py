@@ -61,9 +61,7 @@ def finish_swap(model) -> None:
         version, body = ws.ledger.latest_manifest()
     if version != before:
         log.warning("recovery: served manifest v%d -> v%d (stages of an interrupted retrain swapped in)", before, version)
-    served = ws.read_served()
-    if version and (served is None or served.get("version") != version):
-        ws.write_served(version, body)
+    ws.sync_served()
     ws.purge_tainted()
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import WorkspaceError
@@ -197,12 +197,16 @@ class Ledger:
             out[cid].append(sv)
         return out
 
-    def tainted_checkpoints(self, s: Session | None = None) -> set[str]:
-        """Checkpoints whose lineage holds a deleted record (one query, evaluated by the database)."""
+    def tainted_checkpoints(self, s: Session | None = None, shards: Iterable[int] | None = None) -> set[str]:
+        """Checkpoints whose lineage holds a deleted record (one query, evaluated by the database);
+        only those of ``shards`` when given (a lineage never leaves its shard)."""
         if s is None:
             with self.Session() as s2:
-                return self.tainted_checkpoints(s2)
+                return self.tainted_checkpoints(s2, shards)
         bad = self._tainted_slice_versions_query()
+        if shards is not None:
+            bad = bad.join(SliceVersion, SliceVersion.id == SliceMember.slice_version_id).where(
+                SliceVersion.shard.in_(list(shards)))
         q = select(CheckpointLineage.checkpoint_id).where(CheckpointLineage.slice_version_id.in_(bad)).distinct()
         return set(s.scalars(q))
 
@@ -224,37 +228,50 @@ class Ledger:
                 s.execute(update(Checkpoint).where(Checkpoint.id.in_(ids)).values(purged=True))
 
     # -- serving rule -----------------------------------------------------------------
-    def chains(self, s: Session, tainted: set[str] | None = None) -> dict[int, list[list[StageView | None]]]:
-        """Per shard, per sequence: the current checkpoint of each stage (None = not trained)."""
-        tainted = self.tainted_checkpoints(s) if tainted is None else tainted
+    def chains(self, s: Session, tainted: set[str] | None = None,
+               shards: Iterable[int] | None = None) -> dict[int, list[list[StageView | None]]]:
+        """Per shard (all, or ``shards``), per sequence: the current checkpoint of each stage
+        (None = not trained)."""
+        tainted = self.tainted_checkpoints(s, shards) if tainted is None else tainted
         current: dict[tuple[int, str], Any] = {}
         cols = (Checkpoint.id, Checkpoint.shard, Checkpoint.prefix, Checkpoint.parent_id, Checkpoint.purged,
                 Checkpoint.val_accuracy)
-        for c in s.execute(select(*cols).order_by(Checkpoint.ordinal)):  # the newest registration wins
+        ckpts = select(*cols).order_by(Checkpoint.ordinal)
+        seqs = select(SequenceRow.shard, SequenceRow.order).order_by(SequenceRow.shard, SequenceRow.index)
+        if shards is not None:
+            ckpts = ckpts.where(Checkpoint.shard.in_(list(shards)))
+            seqs = seqs.where(SequenceRow.shard.in_(list(shards)))
+        for c in s.execute(ckpts):  # the newest registration wins
             current[(c.shard, c.prefix)] = c
         out: dict[int, list[list[StageView | None]]] = defaultdict(list)
-        for row in s.execute(select(SequenceRow.shard, SequenceRow.order).order_by(SequenceRow.shard, SequenceRow.index)):
-            order = row.order.split(",")
+        for shard, order in s.execute(seqs):
+            order = order.split(",")
             chain: list[StageView | None] = []
             for k in range(1, len(order) + 1):
-                c = current.get((row.shard, ",".join(order[:k])))
+                c = current.get((shard, ",".join(order[:k])))
                 chain.append(
                     None if c is None else StageView(c.id, c.parent_id, clean=c.id not in tainted and not c.purged, val_accuracy=c.val_accuracy)
                 )
-            out[row.shard].append(chain)
+            out[shard].append(chain)
         return dict(out)
 
-    def compute_manifest(self, s: Session, tainted: set[str] | None = None) -> dict[str, Any]:
-        shards: dict[str, Any] = {}
-        for shard, chains in sorted(self.chains(s, tainted).items()):
+    def compute_manifest(self, s: Session, tainted: set[str] | None = None, shards: Iterable[int] | None = None,
+                         base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The served manifest the serving rule gives. With ``shards`` and ``base``, only those
+        shards are recomputed and the others are copied from ``base`` (a deletion changes only
+        the shards of its records: lineages never cross shards)."""
+        if (shards is None) != (base is None):
+            raise ValueError("give both shards and base, or neither")
+        out: dict[str, Any] = {} if base is None else dict(base["shards"])
+        for shard, chains in self.chains(s, tainted, shards).items():
             served: Served | None = choose_served(chains)
-            shards[str(shard)] = None if served is None else {
+            out[str(shard)] = None if served is None else {
                 "sequence": served.sequence,
                 "stage": served.stage,
                 "checkpoint": served.checkpoint_id,
                 "val_accuracy": served.val_accuracy,
             }
-        return {"shards": shards}
+        return {"shards": {k: out[k] for k in sorted(out, key=int)}}
 
     def fallbacks(self) -> dict[str, tuple[int, int]]:
         """Checkpoints a next deletion could make a shard serve: ``{checkpoint_id: (shard, stage)}``.
@@ -290,8 +307,7 @@ class Ledger:
 
     def add_manifest(self, s: Session, body: dict[str, Any], reason: str) -> int:
         version = (s.scalar(select(func.max(Manifest.version))) or 0) + 1
-        s.add(Manifest(version=version, created_at=utcnow(), reason=reason, body=canonical(body)))
-        s.flush()
+        s.execute(insert(Manifest).values(version=version, created_at=utcnow(), reason=reason, body=canonical(body)))
         return version
 
     def refresh_manifest(self, reason: str) -> tuple[int, dict[str, Any]]:

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,6 +31,7 @@ log = logging.getLogger("s3t")
 CONFIG_FILE = "s3t.json"
 WORKSPACE_FILE = "workspace.json"
 SERVED_FILE = "served.json"
+_SERVED_THREAD_LOCK = threading.Lock()  # flock is per open file; this orders the threads of one process
 STAGING_DIR = "checkpoints/.staging"
 
 
@@ -81,6 +83,27 @@ class Workspace:
     def write_served(self, version: int, body: dict[str, Any]) -> None:
         payload = {"version": version, **body}
         atomic_write_bytes(self.path / SERVED_FILE, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+    def sync_served(self) -> tuple[int, dict[str, Any]]:
+        """Make ``served.json`` mirror the ledger's latest manifest (written only if it differs).
+
+        Every writer of the mirror goes through here, one at a time (a file lock, so threads
+        and processes alike), and writes what the ledger holds *now*: a slow writer can never
+        put an older version back over a newer one. Returns the latest (version, body).
+        """
+        with _SERVED_THREAD_LOCK, open(self.path / "served.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                version, body = self.ledger.latest_manifest()
+                try:
+                    served = self.read_served()
+                except ValueError:  # a damaged mirror is rewritten
+                    served = None
+                if version and (served is None or served != {"version": version, **body}):
+                    self.write_served(version, body)
+                return version, body
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def read_served(self) -> dict[str, Any] | None:
         p = self.path / SERVED_FILE
@@ -169,9 +192,11 @@ class Workspace:
         if self.ledger.initialised and self.ledger.latest_manifest()[0]:
             # stages registered by an interrupted retrain are swapped in (the rule decides)
             self.ledger.refresh_manifest("recovery")
-        version, body = self.ledger.latest_manifest()
-        served = self.read_served()
-        if version and (served is None or served.get("version") != version):
+        try:
+            before = (self.read_served() or {}).get("version")
+        except ValueError:
+            before = None
+        version, body = self.sync_served()
+        if version and before != version:
             log.info("recovery: served.json rewritten to manifest version %d", version)
-            self.write_served(version, body)
         return version, body

@@ -7,6 +7,8 @@ It can run from token ids (full forward) or from the hidden states entering any 
 from __future__ import annotations
 
 import re
+import threading
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -16,6 +18,28 @@ from .layers import attach_lora
 
 ADAPTER_PREFIX = "adapter."
 HEAD_PREFIX = "head."
+
+# Building an AdaptedEncoder draws from torch's global RNG (LoRA A and head initialisation).
+# Training seeds that RNG and builds under this lock, so a member built at the same moment on
+# another thread (the standby builder, a forget's swap) can neither take draws meant for the
+# training init nor shift them: builds that load saved weights also restore the RNG state.
+_RNG_LOCK = threading.RLock()
+
+
+@contextmanager
+def seeded(seed: int):
+    """Hold the global RNG, seeded with ``seed``, for a deterministic model initialisation."""
+    with _RNG_LOCK:
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def rng_untouched():
+    """Build models whose random init is overwritten at once (loaded checkpoints) without moving
+    the global RNG, and never in the middle of a seeded initialisation on another thread."""
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        yield
 
 
 def attention_mask_for(config, hidden: torch.Tensor, mask2d: torch.Tensor):

@@ -18,7 +18,7 @@ from torch import nn
 from ..config import TrainConfig
 from .batches import bucket_batches, pad_hidden, pad_ids
 from .layers import adapted_layers
-from .model import AdaptedEncoder
+from .model import AdaptedEncoder, seeded
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ class StageResult:
 
 
 def build_model(base: nn.Module, cfg: TrainConfig, spec: StageSpec, n_labels: int) -> AdaptedEncoder:
-    torch.manual_seed(spec.seed)
-    return AdaptedEncoder(base, cfg.lora, spec.layers, n_labels)
+    with seeded(spec.seed):
+        return AdaptedEncoder(base, cfg.lora, spec.layers, n_labels)
 
 
 def train_stage(
