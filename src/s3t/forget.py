@@ -19,13 +19,25 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from .errors import DataError, UnknownRecordError
 from .store.ledger import Ledger, canonical, utcnow
 from .store.schema import Checkpoint, Deletion, DeletionRequest, Record, Receipt as ReceiptRow
 
 GENESIS = "0" * 64
+
+# the forget transaction's statements, built once (see s3t.store.ledger)
+_Q_REQUEST_BY_KEY = select(DeletionRequest.id).where(DeletionRequest.key == bindparam("key"))
+_RECORD_COLS = (Record.id, Record.split, Record.shard)
+_Q_RECORDS = select(*_RECORD_COLS).where(Record.id.in_(bindparam("ids", expanding=True)))
+_Q_SUBJECT = select(*_RECORD_COLS).where(Record.subject == bindparam("subject"), Record.split == "train")
+_Q_LAST_RECEIPT = select(ReceiptRow.seq, ReceiptRow.hash).order_by(ReceiptRow.seq.desc()).limit(1)
+_INS_REQUEST, _INS_DELETION, _INS_RECEIPT = insert(DeletionRequest), insert(Deletion), insert(ReceiptRow)
+_ERASE_TEXT = (update(Record).where(Record.id.in_(bindparam("ids", expanding=True))).values(text=None)
+               .execution_options(synchronize_session=False))
+_PURGE = (update(Checkpoint).where(Checkpoint.id.in_(bindparam("ids", expanding=True)), Checkpoint.purged.is_(False))
+          .values(purged=True).returning(Checkpoint.id, Checkpoint.path).execution_options(synchronize_session=False))
 
 
 @dataclass(frozen=True)
@@ -75,14 +87,14 @@ def _prefixes(manifest: dict[str, Any]) -> dict[str, int]:
     return {shard: (0 if v is None else int(v["stage"])) for shard, v in manifest["shards"].items()}
 
 
-def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject: str | None) -> list[Record]:
-    """The training records a request names; raises without changing anything."""
+def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject: str | None) -> list[Any]:
+    """The training records a request names (rows with id, split, shard); raises without changing anything."""
     if (record_ids is None) == (subject is None):
         raise DataError("give exactly one of record_ids or subject")
     if subject is not None:
         if not isinstance(subject, str) or not subject:
             raise DataError(f"subject must be a non-empty string; got {subject!r}")
-        rows = list(s.scalars(select(Record).where(Record.subject == subject, Record.split == "train")))
+        rows = list(s.execute(_Q_SUBJECT, {"subject": subject}))
         if not rows:
             raise UnknownRecordError(f"no training record belongs to subject {subject!r}")
         return rows
@@ -92,7 +104,7 @@ def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject
     if not ids:
         raise DataError("record_ids is empty: name at least one record to forget")
     wanted = sorted(set(ids))
-    rows = {r.id: r for r in s.scalars(select(Record).where(Record.id.in_(wanted)))}
+    rows = {r.id: r for r in s.execute(_Q_RECORDS, {"ids": wanted})}
     unknown = [i for i in wanted if i not in rows]
     if unknown:
         more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
@@ -113,35 +125,34 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
     if record_ids is not None:
         record_ids = sorted({str(r) for r in record_ids})
     key = request_key(record_ids if subject is None else None, subject)
-    with ledger.write_lock, ledger.Session.begin() as s:
-        existing = s.scalars(select(DeletionRequest).where(DeletionRequest.key == key)).first()
+    with ledger.write_lock, ledger.Session.begin() as session:
+        # Core statements on the transaction's connection: the ORM layer would double their cost
+        s = session.connection()
+        existing = s.scalars(_Q_REQUEST_BY_KEY, {"key": key}).first()
         if existing is not None:
-            row = s.get(ReceiptRow, existing.id)
+            row = session.get(ReceiptRow, existing)
             return Receipt(json.loads(row.body), row.hash, created=False)
         rows = resolve_request(ledger, s, record_ids, subject)
         _, before = ledger.latest_manifest(s)
         request_id = "req-" + uuid.uuid4().hex[:16]
         now = utcnow()
         # plain INSERT/UPDATE statements (no ORM unit of work): this transaction is the forget latency
-        s.execute(insert(DeletionRequest).values(id=request_id, key=key, subject=subject, state="served-exact",
-                                                 created_at=now))
+        s.execute(_INS_REQUEST, {"id": request_id, "key": key, "subject": subject, "state": "served-exact",
+                                 "created_at": now})
         already = ledger.deleted_ids(s, among=[r.id for r in rows])
         new = [r.id for r in rows if r.id not in already]
         if new:  # erase the content; keep the id and the text hash as a tombstone
-            s.execute(insert(Deletion), [{"record_id": i, "request_id": request_id} for i in new])
-            s.execute(update(Record).where(Record.id.in_(new)).values(text=None))
+            s.execute(_INS_DELETION, [{"record_id": i, "request_id": request_id} for i in new])
+            s.execute(_ERASE_TEXT, {"ids": new})
         # a lineage never leaves its shard: only the shards of these records can change
         affected = sorted({int(r.shard) for r in rows})
         tainted = ledger.tainted_checkpoints(s, affected)
         after = ledger.compute_manifest(s, tainted, shards=affected, base=before)
         # cut checkpoints are marked purged in this transaction; their files are erased after the
         # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
-        cut = list(s.execute(select(Checkpoint.id, Checkpoint.path).where(Checkpoint.id.in_(tainted),
-                                                                          Checkpoint.purged.is_(False))))
-        if cut:
-            s.execute(update(Checkpoint).where(Checkpoint.id.in_([c.id for c in cut])).values(purged=True))
+        cut = list(s.execute(_PURGE, {"ids": sorted(tainted)})) if tainted else []
         version = ledger.add_manifest(s, after, reason=f"forget {request_id}")
-        last = s.execute(select(ReceiptRow.seq, ReceiptRow.hash).order_by(ReceiptRow.seq.desc()).limit(1)).first()
+        last = s.execute(_Q_LAST_RECEIPT).first()
         body = {
             "request_id": request_id,
             "seq": 1 if last is None else last.seq + 1,
@@ -156,7 +167,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
             "prev_hash": GENESIS if last is None else last.hash,
         }
         digest = receipt_hash(body)
-        s.execute(insert(ReceiptRow).values(request_id=request_id, seq=body["seq"], body=canonical(body), hash=digest))
+        s.execute(_INS_RECEIPT, {"request_id": request_id, "seq": body["seq"], "body": canonical(body), "hash": digest})
     return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut), manifest=after)
 
 

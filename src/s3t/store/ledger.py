@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import WorkspaceError
@@ -33,6 +33,28 @@ from .schema import (
     SliceMember,
     SliceVersion,
 )
+
+
+# Statements on the forget path, built once: building a SQLAlchemy expression costs about as
+# much as running it on SQLite, and a forget runs about a dozen. Lists bind as expanding IN.
+_SHARDS = bindparam("shards", expanding=True)
+_Q_LATEST_MANIFEST = select(Manifest.version, Manifest.body).order_by(Manifest.version.desc()).limit(1)
+_Q_MAX_MANIFEST = select(func.max(Manifest.version))
+_Q_DELETED_AMONG = select(Deletion.record_id).where(Deletion.record_id.in_(bindparam("ids", expanding=True)))
+_Q_TAINTED_IN_SHARDS = (
+    select(CheckpointLineage.checkpoint_id)
+    .where(CheckpointLineage.slice_version_id.in_(
+        select(SliceMember.slice_version_id)
+        .join(Deletion, Deletion.record_id == SliceMember.record_id)
+        .join(SliceVersion, SliceVersion.id == SliceMember.slice_version_id)
+        .where(SliceVersion.shard.in_(_SHARDS))))
+    .distinct()
+)
+_CHAIN_COLS = (Checkpoint.id, Checkpoint.shard, Checkpoint.prefix, Checkpoint.parent_id, Checkpoint.purged,
+               Checkpoint.val_accuracy)
+_Q_CHECKPOINTS_IN_SHARDS = select(*_CHAIN_COLS).where(Checkpoint.shard.in_(_SHARDS)).order_by(Checkpoint.ordinal)
+_Q_SEQUENCES_IN_SHARDS = (select(SequenceRow.shard, SequenceRow.order).where(SequenceRow.shard.in_(_SHARDS))
+                          .order_by(SequenceRow.shard, SequenceRow.index))
 
 
 def utcnow() -> str:
@@ -146,10 +168,9 @@ class Ledger:
         if s is None:
             with self.Session() as s2:
                 return self.deleted_ids(s2, among)
-        q = select(Deletion.record_id)
         if among is not None:
-            q = q.where(Deletion.record_id.in_(list(among)))
-        return set(s.scalars(q))
+            return set(s.scalars(_Q_DELETED_AMONG, {"ids": list(among)}))
+        return set(s.scalars(select(Deletion.record_id)))
 
     def current_slice_versions(self, s: Session | None = None) -> dict[tuple[int, int], SliceVersion]:
         if s is None:
@@ -203,10 +224,9 @@ class Ledger:
         if s is None:
             with self.Session() as s2:
                 return self.tainted_checkpoints(s2, shards)
-        bad = self._tainted_slice_versions_query()
         if shards is not None:
-            bad = bad.join(SliceVersion, SliceVersion.id == SliceMember.slice_version_id).where(
-                SliceVersion.shard.in_(list(shards)))
+            return set(s.scalars(_Q_TAINTED_IN_SHARDS, {"shards": list(shards)}))
+        bad = self._tainted_slice_versions_query()
         q = select(CheckpointLineage.checkpoint_id).where(CheckpointLineage.slice_version_id.in_(bad)).distinct()
         return set(s.scalars(q))
 
@@ -234,17 +254,16 @@ class Ledger:
         (None = not trained)."""
         tainted = self.tainted_checkpoints(s, shards) if tainted is None else tainted
         current: dict[tuple[int, str], Any] = {}
-        cols = (Checkpoint.id, Checkpoint.shard, Checkpoint.prefix, Checkpoint.parent_id, Checkpoint.purged,
-                Checkpoint.val_accuracy)
-        ckpts = select(*cols).order_by(Checkpoint.ordinal)
-        seqs = select(SequenceRow.shard, SequenceRow.order).order_by(SequenceRow.shard, SequenceRow.index)
-        if shards is not None:
-            ckpts = ckpts.where(Checkpoint.shard.in_(list(shards)))
-            seqs = seqs.where(SequenceRow.shard.in_(list(shards)))
-        for c in s.execute(ckpts):  # the newest registration wins
+        if shards is None:
+            ckpts = s.execute(select(*_CHAIN_COLS).order_by(Checkpoint.ordinal))
+            seqs = s.execute(select(SequenceRow.shard, SequenceRow.order).order_by(SequenceRow.shard, SequenceRow.index))
+        else:
+            ckpts = s.execute(_Q_CHECKPOINTS_IN_SHARDS, {"shards": list(shards)})
+            seqs = s.execute(_Q_SEQUENCES_IN_SHARDS, {"shards": list(shards)})
+        for c in ckpts:  # the newest registration wins
             current[(c.shard, c.prefix)] = c
         out: dict[int, list[list[StageView | None]]] = defaultdict(list)
-        for shard, order in s.execute(seqs):
+        for shard, order in seqs:
             order = order.split(",")
             chain: list[StageView | None] = []
             for k in range(1, len(order) + 1):
@@ -302,11 +321,11 @@ class Ledger:
         if s is None:
             with self.Session() as s2:
                 return self.latest_manifest(s2)
-        row = s.scalars(select(Manifest).order_by(Manifest.version.desc()).limit(1)).first()
+        row = s.execute(_Q_LATEST_MANIFEST).first()
         return (0, {"shards": {}}) if row is None else (row.version, json.loads(row.body))
 
     def add_manifest(self, s: Session, body: dict[str, Any], reason: str) -> int:
-        version = (s.scalar(select(func.max(Manifest.version))) or 0) + 1
+        version = (s.scalar(_Q_MAX_MANIFEST) or 0) + 1
         s.execute(insert(Manifest).values(version=version, created_at=utcnow(), reason=reason, body=canonical(body)))
         return version
 
