@@ -202,6 +202,7 @@ def test_an_interrupted_run_continues_where_it_stopped(bench, tiny_model, tmp_pa
     r = run_bench(out, quick=True, say=said.append, **args)
     assert r["resumed"] and any("s3t-B3: fitted in the interrupted run" in m for m in said)
     assert any("s3t-B1: finishing the fit" in m for m in said)
+    assert any(m.strip().startswith("s3t-B1: training 100%") for m in said), "long fits report their progress"
     assert r["fits"]["s3t_B1"]["resumed"] and not r["fits"]["s3t_B3"]["resumed"]
     first = bench[0]
     assert r["fits"]["s3t_B1"]["checkpoints"] == first["fits"]["s3t_B1"]["checkpoints"] == 6

@@ -57,6 +57,21 @@ class Clock:
         return time.process_time() - self.cpu0
 
 
+class Ticker:
+    """A fit's progress callback that reports every 10% through ``say`` (a long run stays legible in a log)."""
+
+    def __init__(self, say: Callable[[str], None], name: str) -> None:
+        self.say, self.name, self.done, self.shown, self.start = say, name, 0, 0, time.perf_counter()
+
+    def __call__(self, desc: str, n: int, total: int) -> None:
+        self.done += n
+        tenth = 10 * self.done // max(1, total)
+        if tenth > self.shown:
+            self.shown = tenth
+            self.say(f"  {self.name}: {desc} {10 * tenth}% ({self.done}/{total} examples, "
+                     f"{time.perf_counter() - self.start:.0f}s)")
+
+
 def s3t_config(cfg: BenchConfig, budget: int, cache: bool = True) -> S3TConfig:
     return S3TConfig(
         plan=PlanConfig(shards=cfg.shards, slices=cfg.slices, budget=budget, selection="cyclic", seed=cfg.seed),
@@ -88,7 +103,7 @@ def fit_s3t(ctx: Context, budget: int, train, name: str) -> dict:
             shutil.rmtree(path)
     if est is not None:
         ctx.say(f"  {name}: finishing the fit cut off in the interrupted run ...")
-        est.retrain()
+        est.retrain(progress=Ticker(ctx.say, name))
         cps = est.ws_.ledger.checkpoints()
         stage_sum = float(sum(c.seconds for c in cps))
         t = est.train_timings_
@@ -99,7 +114,8 @@ def fit_s3t(ctx: Context, budget: int, train, name: str) -> dict:
     else:
         validation = ctx.splits.validation if ctx.cfg.validation else None
         clock = Clock()
-        est = S3T(s3t_config(ctx.cfg, budget), workspace=path).fit(train, validation=validation)
+        est = S3T(s3t_config(ctx.cfg, budget), workspace=path).fit(train, validation=validation,
+                                                                   progress=Ticker(ctx.say, name))
         wall, cpu = clock.wall(), clock.cpu()
         cps = est.ws_.ledger.checkpoints()
         meta = {"budget": budget, "n_train": len(train), "wall": wall,
