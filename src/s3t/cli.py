@@ -381,6 +381,8 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),
     sequential: Optional[int] = typer.Option(None, "--sequential", help="Successive forget requests in the sequential "
                                              "scenario (default 10, quick 5; 0 skips it)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method "
+                                          "uses (quick 2, full 1); use 1 when another job shares a 2-core machine."),
 ) -> None:
     """Which unlearning method to use? Compare exact unlearning (s3t, SISA, Retrain = full
     retraining) with approximate methods (FT, GA, RL, l1-sparse, SalUn, NPO) on the same model
@@ -397,7 +399,7 @@ def evaluate(
     from .evaluate import run_evaluate
 
     results = run_evaluate(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model,
-                           limit=limit, sequential_requests=sequential)
+                           limit=limit, sequential_requests=sequential, threads=threads)
 
     def render(r):
         for name, sc in r["scenarios"].items():

@@ -25,11 +25,12 @@ LIMIT = 200
 def run(tmp_path_factory, tiny_model):
     out = tmp_path_factory.mktemp("evaluate") / "out"
     result = CliRunner().invoke(app, ["evaluate", "--out", str(out), "--quick", "--json", "--model", tiny_model,
-                                      "--limit", str(LIMIT), "--sequential", "4"])
+                                      "--limit", str(LIMIT), "--sequential", "4", "--threads", "1"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     written = json.loads((out / "results.json").read_text())
     assert printed["scenarios"].keys() == written["scenarios"].keys()
+    assert written["config"]["threads"] == 1, "--threads overrides the preset"
     return written, out
 
 
