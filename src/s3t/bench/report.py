@@ -83,7 +83,7 @@ def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(_row("P5a", "CPU seconds per trained sequence S3T / SISA (wall ratio; layer-count bound)",
                      f"{ps['s3t_cpu']:.1f} / {ps['sisa_cpu']:.1f} s → {ps['ratio_cpu']:.2f}× ({ps['ratio']:.2f}×; "
                      f"{ps['ideal_layer_ratio']:.2f}×)", "≤ 0.75×", ps["ratio_cpu"] <= 0.75))
-    if ps.get("s3t_validation_seconds"):
+    if r["config"].get("validation") and "s3t_validation_seconds" in ps:
         rows.append(_row("P5a", "the same without S3T's validation scoring of each checkpoint (serving tie-breaks; "
                          "SISA has none)", f"{ps['s3t_cpu_without_validation']:.1f} / {ps['sisa_cpu']:.1f} s → "
                          f"{ps['ratio_cpu_without_validation']:.2f}× (validation {ps['s3t_validation_seconds']:.1f} s)",

@@ -130,7 +130,8 @@ def train_stage(
             if on_step is not None:
                 on_step(len(batch))
     val_start = time.perf_counter()
-    val_acc = accuracy(model, spec.level, validation) if validation is not None and len(validation) else None
+    scored = validation is not None and len(validation) > 0
+    val_acc = accuracy(model, spec.level, validation) if scored else None
     end = time.perf_counter()
     return StageResult(
         state=model.state(),
@@ -138,7 +139,7 @@ def train_stage(
         train_loss=float(sum(losses[-len(batches):]) / max(1, len(losses[-len(batches):]))),
         val_accuracy=val_acc,
         seconds=end - start,
-        val_seconds=end - val_start,
+        val_seconds=end - val_start if scored else 0.0,
         model=model,
     )
 
