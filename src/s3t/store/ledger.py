@@ -41,11 +41,11 @@ _SHARDS = bindparam("shards", expanding=True)
 _Q_LATEST_MANIFEST = select(Manifest.version, Manifest.body).order_by(Manifest.version.desc()).limit(1)
 _Q_MAX_MANIFEST = select(func.max(Manifest.version))
 _Q_DELETED_AMONG = select(Deletion.record_id).where(Deletion.record_id.in_(bindparam("ids", expanding=True)))
+_TAINTED_SLICE_VERSIONS = select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
 _Q_TAINTED_IN_SHARDS = (
     select(CheckpointLineage.checkpoint_id)
     .where(CheckpointLineage.slice_version_id.in_(
-        select(SliceMember.slice_version_id)
-        .join(Deletion, Deletion.record_id == SliceMember.record_id)
+        _TAINTED_SLICE_VERSIONS
         .join(SliceVersion, SliceVersion.id == SliceMember.slice_version_id)
         .where(SliceVersion.shard.in_(_SHARDS))))
     .distinct()
@@ -194,7 +194,7 @@ class Ledger:
     @staticmethod
     def _tainted_slice_versions_query():
         """Slice versions holding a deleted record, as a query (run it, or use it as a subquery)."""
-        return select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
+        return _TAINTED_SLICE_VERSIONS
 
     def tainted_slice_versions(self, s: Session) -> set[int]:
         return set(s.scalars(self._tainted_slice_versions_query().distinct()))
