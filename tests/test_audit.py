@@ -96,6 +96,7 @@ def test_edited_served_json_fails_mirror(fitted_ws, edit):
 def test_edited_receipt_body_fails_receipts(fitted_ws):
     fitted_ws.forget([record_in(fitted_ws, 0, 0)])
     second = fitted_ws.forget([record_in(fitted_ws, 1, 0)])
+    assert fitted_ws.flush()
     with fitted_ws.ws_.ledger.Session.begin() as s:
         row = s.get(ReceiptRow, second.request_id)
         body = json.loads(row.body)
@@ -122,6 +123,7 @@ def test_recreated_cut_checkpoint_fails_erasure(fitted_ws):
 def test_unerased_text_fails_erasure(fitted_ws, fitted_template):
     rid = record_in(fitted_ws, 1, 2)
     fitted_ws.forget([rid])
+    assert fitted_ws.flush()  # the cut files are erased in the background: only the text is left to find
     with fitted_ws.ws_.ledger.Session.begin() as s:
         s.get(Record, rid).text = fitted_template.texts[rid]
     report = audit(fitted_ws.ws_)
