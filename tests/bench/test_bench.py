@@ -127,6 +127,13 @@ def test_p5_training_cost(bench):
     ps = p5["per_sequence"]
     assert ps["s3t"] > 0 and ps["sisa"] > 0 and ps["ratio"] > 0 and ps["ratio_cpu"] > 0
     assert ps["ratio_cpu"] == pytest.approx(ps["s3t_cpu"] / ps["sisa_cpu"])
+    pair = p5["pair"]
+    assert len(pair["runs"]["s3t"]) == len(pair["runs"]["sisa"]) == pair["repeats"] == 2
+    assert all(r[k] > 0 for rs in pair["runs"].values() for r in rs for k in ("cpu_seconds", "seconds", "stage_sum"))
+    assert pair["ratio_cpu"] == pytest.approx(pair["median"]["s3t"]["cpu_seconds"] / pair["median"]["sisa"]["cpu_seconds"])
+    train = load_builtin("movie_reviews", seed=0, limit=200, fractions=(0.65, 0.05, 0.30)).train
+    assert pair["shard_records"] == sum(1 for sh, _ in assign_shards(list(train.ids), 2, 3, 0) if sh == 0)
+    assert any(r["part"] == "P5a" and "side by side" in r["metric"] for r in bench[0]["summary"])
     c = p5["cache"]
     assert c["prefixes"] == 9
     assert all(c[mode][k] > 0 for mode in ("cache", "no_cache") for k in ("seconds", "cpu_seconds"))

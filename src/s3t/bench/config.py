@@ -38,6 +38,7 @@ class BenchConfig:
     throughput_texts: int = 64                             # P6: texts per throughput measurement
     throughput_repeats: int = 2                            # P6: best of this many runs
     size_fractions: tuple[float, ...] = (0.5, 1.0)         # P7: training-set sizes (fractions of train)
+    pair_repeats: int = 2                                  # P5a side by side: S3T / SISA sequence pairs
     cache_fraction: float = 0.4                            # P5b: share of train whose shard 0 is trained twice
     sim_shards: int = 5                                    # P2: the paper's m=5, L=6 plan
     sim_slices: int = 6

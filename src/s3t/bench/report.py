@@ -88,6 +88,12 @@ def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                          "SISA has none)", f"{ps['s3t_cpu_without_validation']:.1f} / {ps['sisa_cpu']:.1f} s → "
                          f"{ps['ratio_cpu_without_validation']:.2f}× (validation {ps['s3t_validation_seconds']:.1f} s)",
                          "≤ 0.75×", ps["ratio_cpu_without_validation"] <= 0.75))
+    if "pair" in p5:
+        pr = p5["pair"]
+        rows.append(_row("P5a", f"side by side: one sequence each on shard 0 ({pr['shard_records']} records), "
+                         f"alternated ×{pr['repeats']}, median CPU s S3T / SISA (stage timers)",
+                         f"{pr['median']['s3t']['cpu_seconds']:.1f} / {pr['median']['sisa']['cpu_seconds']:.1f} s → "
+                         f"{pr['ratio_cpu']:.2f}× ({pr['ratio_stage_sum']:.2f}×)", "≤ 0.75×", pr["ratio_cpu"] <= 0.75))
     c = p5["cache"]
     rows.append(_row("P5b", f"shard 0, B={L} trie: CPU s with trunk cache vs full forward every step",
                      f"{c['cache']['cpu_seconds']:.1f} vs {c['no_cache']['cpu_seconds']:.1f} s (saves {100 * c['saving']:.0f}%, "

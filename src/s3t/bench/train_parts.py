@@ -200,6 +200,48 @@ def sisa_accuracy(ctx: Context, stages: dict[int, int]) -> float | None:
     return float((pred == np.array(ctx.splits.test.labels)).mean())
 
 
+def _shard0(cfg: BenchConfig, train) -> tuple[dict[int, tuple[str, ...]], list[tuple[str, str, int]]]:
+    """Shard 0 of ``train`` as S3T and SISA split it: slice -> record ids, and its (id, text, label) rows."""
+    where = assign_shards(list(train.ids), cfg.shards, cfg.slices, cfg.seed)
+    members = {j: tuple(i for i, a in zip(train.ids, where) if a == (0, j)) for j in range(cfg.slices)}
+    keep = {i for m in members.values() for i in m}
+    return members, [(i, t, y) for i, t, y in zip(train.ids, train.texts, train.labels) if i in keep]
+
+
+def _add_rows(runner, rows: list[tuple[str, str, int]]) -> None:
+    runner.add_records([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+def p5a_pair(ctx: Context) -> dict:
+    """P5a side by side: one S3T sequence and one SISA sequence on shard 0, alternated ``pair_repeats``
+    times in this process, each from a fresh runner (S3T pays for building its trunk cache every time).
+    Both see the same machine conditions, unlike the two fits, which run hours apart in the full run."""
+    from ..baselines.runner import AllLayerRunner
+    from ..train.trainer import SliceData, StageRunner
+
+    cfg = ctx.cfg
+    members, rows = _shard0(cfg, ctx.splits.train)
+    conf = s3t_config(cfg, 1)
+    prefixes = [tuple(range(k)) for k in range(1, cfg.slices + 1)]  # the identity sequence, as SISA trains it
+    runs: dict[str, list[dict[str, float]]] = {"s3t": [], "sisa": []}
+    for _ in range(cfg.pair_repeats):
+        for name in ("s3t", "sisa"):
+            clock = Clock()
+            runner = (StageRunner(ctx.backbone, conf, ctx.n_labels) if name == "s3t"
+                      else AllLayerRunner(ctx.backbone, conf, ctx.n_labels, stages=cfg.slices))
+            _add_rows(runner, rows)
+            stages: list[float] = []
+            runner.train_prefixes(0, prefixes, {j: SliceData(j, members[j]) for j in members},
+                                  lambda spec, result, lineage, stages=stages: stages.append(result.seconds))
+            runs[name].append({"cpu_seconds": clock.cpu(), "seconds": clock.wall(), "stage_sum": float(sum(stages))})
+            del runner
+    med = {name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for name, rs in runs.items()}
+    return {"shard_records": len(rows), "repeats": cfg.pair_repeats, "runs": runs, "median": med,
+            "ratio_cpu": med["s3t"]["cpu_seconds"] / med["sisa"]["cpu_seconds"],
+            "ratio_stage_sum": med["s3t"]["stage_sum"] / med["sisa"]["stage_sum"],
+            "pair_ratios_cpu": [a["cpu_seconds"] / b["cpu_seconds"] for a, b in zip(runs["s3t"], runs["sisa"])]}
+
+
 def p5b_cache(ctx: Context) -> dict:
     """One shard's B=L prefix trie trained with the trunk cache and without it (full forward every step),
     on ``cache_fraction`` of the training set: wall times, the test accuracy of the first sequence's
@@ -213,10 +255,7 @@ def p5b_cache(ctx: Context) -> dict:
     if cfg.cache_fraction < 1:
         n = max(cfg.shards * cfg.slices, round(cfg.cache_fraction * len(train)))
         train = train.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[:n]))
-    where = assign_shards(list(train.ids), cfg.shards, cfg.slices, cfg.seed)
-    members = {j: tuple(i for i, a in zip(train.ids, where) if a == (0, j)) for j in range(cfg.slices)}
-    keep = {i for m in members.values() for i in m}
-    rows = [(i, t, y) for i, t, y in zip(train.ids, train.texts, train.labels) if i in keep]
+    members, rows = _shard0(cfg, train)
     test = ctx.splits.test
     max_length = s3t_config(cfg, 1).train.max_length
     test_ex = Examples(list(test.labels), tokens=tokenize(ctx.backbone.tokenizer, list(test.texts), max_length),
@@ -226,7 +265,7 @@ def p5b_cache(ctx: Context) -> dict:
     for cache in (True, False):
         conf = s3t_config(cfg, cfg.slices, cache=cache)
         runner = StageRunner(ctx.backbone, conf, ctx.n_labels)
-        runner.add_records([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        _add_rows(runner, rows)
         finals: dict[tuple[int, ...], Any] = {}
 
         def keep_final(spec, result, lineage, finals=finals) -> None:
@@ -273,6 +312,8 @@ def p5_cost(ctx: Context) -> dict:
     per_seq["s3t_outside_stages_seconds"] = s3t["seconds"] - s3t["stage_sum"]
     per_seq["note"] = ("process CPU (and wall) time of S3T.fit — tokenising, trunk cache, stages, ledger, checkpoint "
                        "files — vs SISA.fit; stage sums = the stages' own wall timers")
+    ctx.say("P5a: one S3T and one SISA sequence on shard 0, side by side ...")
+    pair = ctx.part("P5a_pair", p5a_pair, ctx)
     ctx.say("P5b: one shard's B=L trie with and without the trunk cache ...")
     cache = ctx.part("P5b", p5b_cache, ctx)
     texts = list(ctx.splits.train.texts)
@@ -293,7 +334,7 @@ def p5_cost(ctx: Context) -> dict:
     prefix_sharing = {"trie_checkpoints_per_shard": s3t["checkpoints"] // m, "stages_without_sharing": L * L,
                       "saving": 1 - (s3t["checkpoints"] / m) / (L * L),
                       "note": "cyclic sequences with B <= L start with distinct slices, so they share no prefix"}
-    return {"per_sequence": per_seq, "cache": cache, "prefix_sharing": prefix_sharing, "cpu": cpu}
+    return {"per_sequence": per_seq, "pair": pair, "cache": cache, "prefix_sharing": prefix_sharing, "cpu": cpu}
 
 
 def p7_growth(ctx: Context) -> dict:
