@@ -209,15 +209,15 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
     p5, p7 = r["P5"], r["P7"]
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 4))
     ps, c = p5["per_sequence"], p5["cache"]
-    names, vals, colors = ["S3T\n(fit)", "SISA\n(fit)"], [ps["s3t_cpu"], ps["sisa_cpu"]], ["C0", "C1"]
+    bar_names, vals, colors = ["S3T\n(fit)", "SISA\n(fit)"], [ps["s3t_cpu"], ps["sisa_cpu"]], ["C0", "C1"]
     title = f"P5a per sequence: fits {ps['ratio_cpu']:.2f}×"
     if "pair" in p5:  # the side-by-side pair: both methods under the same machine conditions
         med = p5["pair"]["median"]
-        names += ["S3T\n(pair)", "SISA\n(pair)"]
+        bar_names += ["S3T\n(pair)", "SISA\n(pair)"]
         vals += [med["s3t"]["cpu_seconds"], med["sisa"]["cpu_seconds"]]
         colors += ["C0", "C1"]
         title += f", side by side {p5['pair']['ratio_cpu']:.2f}×"
-    bars = a1.bar(names, vals, color=colors)
+    bars = a1.bar(bar_names, vals, color=colors)
     for bar in bars[2:]:
         bar.set_hatch("//")
     a1.set_ylabel("CPU seconds per trained sequence"), a1.set_title(title, fontsize=10)
