@@ -63,6 +63,21 @@ def test_status_forget_predict_json(fitted_ws):
     assert cert.exit_code == 0 and json.loads(cert.stdout)["ok"] is True
 
 
+def test_forget_dry_run_previews_and_stores_nothing(fitted_ws):
+    ws = str(fitted_ws.ws_.path)
+    rid = fitted_ws.ws_.ledger.records()[0].id
+    status = json.loads(runner.invoke(app, ["status", "-w", ws, "--json"]).stdout)
+    result = runner.invoke(app, ["forget", rid, "-w", ws, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.stdout)
+    assert preview["dry_run"] is True and preview["record_ids"] == [rid]
+    assert json.loads(runner.invoke(app, ["status", "-w", ws, "--json"]).stdout) == status
+    text = runner.invoke(app, ["forget", rid, "-w", ws, "--dry-run"])
+    assert text.exit_code == 0 and "dry run: nothing was stored" in text.stdout
+    real = json.loads(runner.invoke(app, ["forget", rid, "-w", ws, "--json"]).stdout)
+    assert "dry_run" not in real and real["served_after"] == preview["served_after"] and real["seq"] == preview["seq"]
+
+
 def test_audit_exit_codes_and_tamper(fitted_ws):
     ws = str(fitted_ws.ws_.path)
     ok = run_main("audit", "-w", ws)

@@ -372,3 +372,69 @@ def test_forget_returns_before_its_file_steps_and_flush_waits_for_them(fitted_ws
     assert fitted_ws.flush(timeout=30)
     assert not ws.resolve(cut.path).exists()
     assert ws.read_served()["version"] == receipt.body["manifest_version"]
+
+
+# -- dry runs (previews) and the warm-up that uses one -------------------------------------------------
+
+
+def test_dry_run_previews_the_real_receipt_and_changes_nothing(fitted_ws):
+    rid = record_in(fitted_ws, 1, 0)
+    fitted_ws.predict_proba(PROBE)  # serving ready (and warmed): the preview must not swap it either
+    served = dict(fitted_ws.ensemble_.members)
+    state = snapshot(fitted_ws)
+    preview = fitted_ws.forget([rid], dry_run=True)
+    assert preview.dry_run is True and preview.created is False and preview.to_dict()["dry_run"] is True
+    assert snapshot(fitted_ws) == state
+    assert fitted_ws.ensemble_.members == served
+    real = fitted_ws.forget([rid])
+    assert real.created is True and real.dry_run is False and "dry_run" not in real.to_dict()
+    for key in ("record_ids", "affected_shards", "served_before", "served_after", "newly_deleted", "seq", "prev_hash"):
+        assert preview.body[key] == real.body[key], key
+    assert preview.after != preview.before  # a first-slice record of shard 1 cuts its served prefix
+    assert fitted_ws.audit().ok
+
+
+def test_dry_run_of_a_recorded_request_returns_its_receipt(fitted_ws):
+    rid = record_in(fitted_ws, 0, 1)
+    first = fitted_ws.forget([rid])
+    assert fitted_ws.flush()
+    state = snapshot(fitted_ws)
+    again = fitted_ws.forget([rid], dry_run=True)
+    assert again.hash == first.hash and again.created is False
+    assert snapshot(fitted_ws) == state
+
+
+def test_dry_run_of_an_unknown_id_raises_and_changes_nothing(fitted_ws):
+    state = snapshot(fitted_ws)
+    with pytest.raises(UnknownRecordError, match="ghost-9"):
+        fitted_ws.forget(["ghost-9"], dry_run=True)
+    assert snapshot(fitted_ws) == state
+
+
+def test_serving_warms_the_forget_path_with_a_dry_run_that_changes_nothing(fitted_ws, monkeypatch):
+    import s3t.estimator as est_mod
+
+    calls = []
+    real = est_mod.record_forget
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("dry_run", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(est_mod, "record_forget", spy)
+    state = snapshot(fitted_ws)
+    fitted_ws.predict_proba(PROBE)  # builds the served ensemble
+    assert calls == [True]
+    assert snapshot(fitted_ws) == state
+    fitted_ws.predict_proba(PROBE)  # built once: no second warm-up
+    assert calls == [True]
+
+
+def test_warm_up_skips_when_every_training_record_is_forgotten(fitted_ws, monkeypatch):
+    ids = [r.id for r in fitted_ws.ws_.ledger.records("train")]
+    fitted_ws.forget(ids)
+    assert fitted_ws.ws_.ledger.live_training_record() is None
+    assert fitted_ws.flush()
+    state = snapshot(fitted_ws)
+    fitted_ws._warm_forget()  # nothing to warm with: returns without a request
+    assert snapshot(fitted_ws) == state

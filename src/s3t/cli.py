@@ -140,17 +140,28 @@ def forget(
     record_ids: list[str] = typer.Argument(None, help="Ids of the training records to forget."),
     workspace: Path = WorkspaceOpt,
     subject: Optional[str] = typer.Option(None, "--subject", help="Forget every record of this subject instead."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show what the request would change "
+                                 "(records, shards, served prefixes); store nothing."),
     as_json: bool = JsonOpt,
     db: Optional[str] = DbOpt,
 ) -> None:
-    """Forget records exactly: durable, served within milliseconds, with a hash-chained receipt."""
+    """Forget records exactly: durable, served within milliseconds, with a hash-chained receipt.
+
+    Example: s3t forget mr-17 mr-42 -w ws   (or --subject user-42; --dry-run to preview)
+    """
     from .estimator import S3T
 
     est = S3T.load(workspace, db=db)
-    receipt = est.forget(record_ids=record_ids or None, subject=subject) if subject else est.forget(record_ids=record_ids or [])
+    if subject:
+        receipt = est.forget(record_ids=record_ids or None, subject=subject, dry_run=dry_run)
+    else:
+        receipt = est.forget(record_ids=record_ids or [], dry_run=dry_run)
 
     def render(d):
-        note = "" if receipt.created else " [yellow](already recorded: original receipt)[/]"
+        if receipt.dry_run:
+            note = " [yellow](dry run: nothing was stored)[/]"
+        else:
+            note = "" if receipt.created else " [yellow](already recorded: original receipt)[/]"
         out.print(f"request {d['request_id']}{note}\n  records: {len(d['record_ids'])}  affected shards: {d['affected_shards']}\n"
                   f"  served prefix before: {d['served_before']}\n  served prefix after:  {d['served_after']}\n  receipt hash: {d['hash']}")
 

@@ -7,6 +7,11 @@
    rule) and a receipt hash-chained to the previous one. The commit is durable (fsync)
    before the receipt is returned.
 
+A dry run (``dry_run=True``) runs the same transaction and rolls it back: the receipt it
+returns is what the request would produce (records, affected shards, served prefixes after)
+and nothing is stored. The served ensemble runs one at start-up to warm the forget path, so
+the first real request does not pay for compiling its statements.
+
 This module is torch-free; the estimator then swaps the in-memory ensemble to the new
 manifest and erases the files of the cut checkpoints.
 """
@@ -49,6 +54,7 @@ class Receipt:
     created: bool = field(default=True, compare=False)  # False: an earlier identical request's receipt
     cut_paths: tuple[str, ...] = field(default=(), compare=False)  # files of checkpoints this request cut: erase
     manifest: dict[str, Any] | None = field(default=None, compare=False, repr=False)  # the body committed (new requests)
+    dry_run: bool = field(default=False, compare=False)  # a preview: nothing was stored, nothing changed
 
     @property
     def request_id(self) -> str:
@@ -71,7 +77,15 @@ class Receipt:
         return self.body["served_after"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.body, "hash": self.hash}
+        return {**self.body, "hash": self.hash, **({"dry_run": True} if self.dry_run else {})}
+
+
+class _RollBack(Exception):
+    """Raised inside a dry run's transaction so that it rolls back; carries the would-be receipt."""
+
+    def __init__(self, receipt: Receipt):
+        super().__init__("dry run")
+        self.receipt = receipt
 
 
 def receipt_hash(body: dict[str, Any]) -> str:
@@ -118,8 +132,20 @@ def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject
     return [rows[i] for i in wanted]
 
 
-def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subject: str | None = None) -> Receipt:
-    """Durably record a forget request and the new served manifest; return its receipt."""
+def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subject: str | None = None,
+                  dry_run: bool = False) -> Receipt:
+    """Durably record a forget request and the new served manifest; return its receipt.
+
+    ``dry_run``: run the same transaction, then roll it back; the returned receipt (``dry_run``
+    set, ``created`` False) says what the request would do, and the ledger is unchanged.
+    """
+    try:
+        return _record_forget(ledger, record_ids, subject, dry_run)
+    except _RollBack as done:
+        return done.receipt
+
+
+def _record_forget(ledger: Ledger, record_ids: Sequence[str] | None, subject: str | None, dry_run: bool) -> Receipt:
     if isinstance(record_ids, str):
         record_ids = [record_ids]
     if record_ids is not None:
@@ -168,6 +194,8 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
         }
         digest = receipt_hash(body)
         s.execute(_INS_RECEIPT, {"request_id": request_id, "seq": body["seq"], "body": canonical(body), "hash": digest})
+        if dry_run:  # leaving the block with an exception rolls the transaction back
+            raise _RollBack(Receipt(body, digest, created=False, manifest=after, dry_run=True))
     return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut), manifest=after)
 
 

@@ -163,6 +163,11 @@ class Ledger:
                 out[row.shard].append(tuple(int(x) for x in row.order.split(",")))
         return dict(out)
 
+    def live_training_record(self) -> str | None:
+        """The id of one training record not forgotten (its text not erased), or None."""
+        with self.Session() as s:
+            return s.scalar(select(Record.id).where(Record.split == "train", Record.text.is_not(None)).limit(1))
+
     def deleted_ids(self, s: Session | None = None, among: Iterable[str] | None = None) -> set[str]:
         """Deleted record ids; with ``among``, only those of these ids (a forget checks its own ids,
         not the whole deletion table)."""
