@@ -8,7 +8,7 @@ training set). Appends one JSON line to OUT.
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/p3_lr_probe.py s3t 0.005 --out probe.jsonl
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/p3_lr_probe.py sisa 0.005 --out probe.jsonl
 
-Each fit takes about 4 CPU minutes. Results: results/README.md, "P3 learning-rate probe".
+Each fit takes about 4 CPU minutes. Results: results/p3-probe/probe.jsonl, read in results/README.md ("p3-probe/").
 """
 
 from __future__ import annotations

@@ -430,7 +430,7 @@ def test_serving_warms_the_forget_path_with_a_dry_run_that_changes_nothing(fitte
     assert calls == [True]
 
 
-def test_warm_up_skips_when_every_training_record_is_forgotten(fitted_ws, monkeypatch):
+def test_warm_up_skips_when_every_training_record_is_forgotten(fitted_ws):
     ids = [r.id for r in fitted_ws.ws_.ledger.records("train")]
     fitted_ws.forget(ids)
     assert fitted_ws.ws_.ledger.live_training_record() is None

@@ -152,16 +152,11 @@ def forget(
     from .estimator import S3T
 
     est = S3T.load(workspace, db=db)
-    if subject:
-        receipt = est.forget(record_ids=record_ids or None, subject=subject, dry_run=dry_run)
-    else:
-        receipt = est.forget(record_ids=record_ids or [], dry_run=dry_run)
+    receipt = est.forget(record_ids=record_ids or (None if subject else []), subject=subject or None, dry_run=dry_run)
 
     def render(d):
-        if receipt.dry_run:
-            note = " [yellow](dry run: nothing was stored)[/]"
-        else:
-            note = "" if receipt.created else " [yellow](already recorded: original receipt)[/]"
+        note = (" [yellow](dry run: nothing was stored)[/]" if receipt.dry_run
+                else "" if receipt.created else " [yellow](already recorded: original receipt)[/]")
         out.print(f"request {d['request_id']}{note}\n  records: {len(d['record_ids'])}  affected shards: {d['affected_shards']}\n"
                   f"  served prefix before: {d['served_before']}\n  served prefix after:  {d['served_after']}\n  receipt hash: {d['hash']}")
 

@@ -80,13 +80,6 @@ class Receipt:
         return {**self.body, "hash": self.hash, **({"dry_run": True} if self.dry_run else {})}
 
 
-class _RollBack(Exception):
-    """Raised inside a dry run's transaction so that it rolls back; carries the would-be receipt."""
-
-    def __init__(self, receipt: Receipt):
-        super().__init__("dry run")
-        self.receipt = receipt
-
 
 def receipt_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()
@@ -139,13 +132,6 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
     ``dry_run``: run the same transaction, then roll it back; the returned receipt (``dry_run``
     set, ``created`` False) says what the request would do, and the ledger is unchanged.
     """
-    try:
-        return _record_forget(ledger, record_ids, subject, dry_run)
-    except _RollBack as done:
-        return done.receipt
-
-
-def _record_forget(ledger: Ledger, record_ids: Sequence[str] | None, subject: str | None, dry_run: bool) -> Receipt:
     if isinstance(record_ids, str):
         record_ids = [record_ids]
     if record_ids is not None:
@@ -194,8 +180,9 @@ def _record_forget(ledger: Ledger, record_ids: Sequence[str] | None, subject: st
         }
         digest = receipt_hash(body)
         s.execute(_INS_RECEIPT, {"request_id": request_id, "seq": body["seq"], "body": canonical(body), "hash": digest})
-        if dry_run:  # leaving the block with an exception rolls the transaction back
-            raise _RollBack(Receipt(body, digest, created=False, manifest=after, dry_run=True))
+        if dry_run:  # rolled back here, the block's exit has nothing left to commit
+            session.rollback()
+            return Receipt(body, digest, created=False, manifest=after, dry_run=True)
     return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut), manifest=after)
 
 
