@@ -11,7 +11,7 @@ from s3t.store.ledger import canonical
 from s3t.store.schema import Receipt as ReceiptRow, Record
 from tests.fitted_copy import fitted_template, fitted_ws, record_in  # noqa: F401  (fixtures)
 
-CHECKS = ["lineage", "rule", "mirror", "files", "erasure", "receipts"]
+CHECKS = ["lineage", "history", "rule", "mirror", "files", "erasure", "receipts"]
 
 
 def by_name(report) -> dict:
@@ -143,7 +143,7 @@ def test_manifest_serving_a_tainted_checkpoint_fails_lineage_and_rule(fitted_ws)
         version = led.add_manifest(s, manifest, reason="tampered")
     ws.write_served(version, manifest)  # keep the mirror consistent: only lineage and rule are wrong
     report = audit(ws)
-    assert failed(report) == {"lineage", "rule"}
+    assert failed(report) == {"lineage", "history", "rule"}  # the latest version is also history
     assert old.id in by_name(report)["lineage"].detail
     assert f"v{version}" in by_name(report)["rule"].detail
 
@@ -158,3 +158,27 @@ def test_audit_reports_several_problems_at_once(fitted_ws):
     report = audit(ws)  # never raises
     assert failed(report) == {"files", "mirror"}
     assert not report.ok
+
+
+def test_a_past_manifest_that_served_a_cut_checkpoint_fails_history_even_when_the_latest_is_clean(fitted_ws):
+    """The promise covers every version ever served, not only the latest: a version committed
+    after a deletion that still served a checkpoint holding the record fails ``history``."""
+    from s3t.store.schema import Manifest
+
+    led = fitted_ws.ws_.ledger
+    _, clean_before = led.latest_manifest()
+    receipt = fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    fitted_ws.flush()
+    assert fitted_ws.audit().ok
+    with led.write() as s:  # a stale writer's manifest (the pre-forget body), then a correct one again
+        led.add_manifest(s, clean_before, reason="stale writer")
+        bad_version = led.add_manifest(s, receipt.manifest, reason="corrected")
+    fitted_ws.ws_.sync_served()
+    report = fitted_ws.audit()
+    assert failed(report) == {"history"}
+    detail = by_name(report)["history"].detail
+    assert f"manifest v{bad_version - 1} shard 0" in detail and f"v{receipt.body['manifest_version']}" in detail
+    # versions before the deletion served the same checkpoint legitimately
+    with led.Session() as s:
+        assert s.get(Manifest, receipt.body["manifest_version"] - 1).body == canonical(clean_before)
+    assert f"manifest v{receipt.body['manifest_version'] - 1} " not in detail

@@ -3,6 +3,8 @@
 Checks
 ------
 lineage      no served checkpoint's lineage holds a deleted record
+history      no manifest version ever committed served a checkpoint whose lineage holds a record
+             deleted before (or with) that version
 rule         the latest served manifest is what the serving rule gives now
 mirror       served.json equals the latest manifest in the ledger
 files        every live checkpoint file exists and matches its sha256
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import json
+from typing import Any
+
 from sqlalchemy import select
 
 from .forget import receipts, verify_chain
 from .store.atomic import sha256_file
 from .store.ledger import canonical
-from .store.schema import Deletion, Record
+from .store.schema import CheckpointLineage, Deletion, Manifest, Receipt as ReceiptRow, Record, SliceMember
 from .store.workspace import Workspace
 
 
@@ -49,6 +54,34 @@ class AuditReport:
         self.checks.append(Check(name, not problems, shown if problems else ok_detail))
 
 
+def history_violations(ledger: Any, s: Any) -> list[str]:
+    """Every manifest version ever committed, checked against the deletions committed before it.
+
+    A deletion is committed together with the manifest version its receipt names, so version
+    ``v`` must not serve a checkpoint whose lineage holds a record deleted by a request whose
+    receipt names a version ``<= v``. Returns one line per (version, shard) that did.
+    """
+    deleted_at: dict[str, int] = {}  # request id -> manifest version committed with it
+    for rid, body in s.execute(select(ReceiptRow.request_id, ReceiptRow.body)):
+        deleted_at[rid] = int(json.loads(body)["manifest_version"])
+    first_by_slice: dict[int, int] = {}  # slice version -> first manifest version at which it holds a deletion
+    q = select(SliceMember.slice_version_id, Deletion.request_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
+    for sv, rid in s.execute(q):
+        v = deleted_at.get(rid, 0)  # a deletion without a receipt is older than every manifest
+        first_by_slice[sv] = min(v, first_by_slice.get(sv, v))
+    first_by_ckpt: dict[str, int] = {}
+    for cid, sv in s.execute(select(CheckpointLineage.checkpoint_id, CheckpointLineage.slice_version_id)):
+        if sv in first_by_slice:
+            first_by_ckpt[cid] = min(first_by_slice[sv], first_by_ckpt.get(cid, first_by_slice[sv]))
+    problems = []
+    for version, body in s.execute(select(Manifest.version, Manifest.body).order_by(Manifest.version)):
+        for shard, entry in json.loads(body)["shards"].items():
+            if entry is not None and first_by_ckpt.get(entry["checkpoint"], version + 1) <= version:
+                problems.append(f"manifest v{version} shard {shard} served {entry['checkpoint']}, whose lineage holds a "
+                                f"record deleted at v{first_by_ckpt[entry['checkpoint']]}")
+    return problems
+
+
 def audit(ws: Workspace) -> AuditReport:
     """Run every check; never raises on a failed check (see ``AuditReport.ok``)."""
     report = AuditReport()
@@ -62,6 +95,12 @@ def audit(ws: Workspace) -> AuditReport:
             "lineage",
             [f"shard {k} serves {v['checkpoint']} whose lineage holds a deleted record" for k, v in served.items() if v["checkpoint"] in tainted],
             f"{len(served)} served checkpoint(s), none trained on any of {len(ledger.deleted_ids(s))} deleted record(s)",
+        )
+        n_versions = len(list(s.scalars(select(Manifest.version))))
+        report.add(
+            "history",
+            history_violations(ledger, s),
+            f"all {n_versions} manifest version(s) ever committed served no checkpoint trained on a record deleted before it",
         )
         expected = ledger.compute_manifest(s)
         report.add(

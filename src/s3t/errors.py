@@ -42,3 +42,7 @@ class WorkspaceError(S3TError, RuntimeError):
 
 class IntegrityError(S3TError, RuntimeError):
     """A checkpoint file does not match its recorded sha256, or the receipt chain is broken."""
+
+
+class LedgerBusyError(WorkspaceError):
+    """Another process held the ledger's write lock longer than the lock timeout. Nothing was changed."""

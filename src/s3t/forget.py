@@ -137,7 +137,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
     if record_ids is not None:
         record_ids = sorted({str(r) for r in record_ids})
     key = request_key(record_ids if subject is None else None, subject)
-    with ledger.write_lock, ledger.Session.begin() as session:
+    with ledger.write() as session:
         # Core statements on the transaction's connection: the ORM layer would double their cost
         s = session.connection()
         existing = s.scalars(_Q_REQUEST_BY_KEY, {"key": key}).first()

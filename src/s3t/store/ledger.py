@@ -3,6 +3,14 @@
 Any SQLAlchemy URL works; SQLite is the embedded default (WAL, ``synchronous=FULL``, so a
 commit is on disk before anything is acknowledged). Every state change that acknowledges
 something is one transaction.
+
+Several processes write one ledger (a server, its retrain child, CLI commands, replicas on
+PostgreSQL). Every write goes through :meth:`Ledger.write`, which takes the *database's* write
+lock before the first read — SQLite ``BEGIN IMMEDIATE``, PostgreSQL a transaction-scoped
+advisory lock — so the reads that decide a write (the served manifest, the deletions, the
+checkpoints) see every commit before it and nothing can commit in between. A writer waits for
+the lock up to ``lock_timeout`` seconds, then gets :class:`~s3t.errors.LedgerBusyError` and
+nothing changes.
 """
 
 from __future__ import annotations
@@ -10,15 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from contextlib import contextmanager
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import WorkspaceError
+from ..errors import LedgerBusyError, WorkspaceError
 from ..serve.rule import Served, StageView, choose_served
 from .schema import (
     SCHEMA_VERSION,
@@ -70,27 +80,51 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+LOCK_TIMEOUT_S = 30.0  # how long a writer waits for another process's write transaction
+_PG_LOCK_KEY = 0x53335400  # the advisory lock every s3t write transaction takes on PostgreSQL
+_WRITE = "s3t_write"  # execution option that marks a write transaction's connection
+
+
+def _sqlite_connect(lock_timeout: float):
+    def on_connect(dbapi_conn, _record) -> None:
+        # the driver's own implicit BEGIN is switched off: _sqlite_begin emits BEGIN itself,
+        # DEFERRED for reads (one snapshot per session) and IMMEDIATE for writes
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+        cur.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _is_lock_timeout(err: OperationalError) -> bool:
+    msg = str(err.orig).lower()
+    return "database is locked" in msg or "lock timeout" in msg or "locknotavailable" in type(err.orig).__name__.lower()
 
 
 class Ledger:
     """Durable state of one workspace."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, lock_timeout: float = LOCK_TIMEOUT_S):
         self.url = url
+        self.lock_timeout = float(lock_timeout)
         self.engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_connect(self.lock_timeout))
+            event.listen(self.engine, "begin", _sqlite_begin)
         Base.metadata.create_all(self.engine)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
-        self.write_lock = threading.RLock()
-        with self.Session.begin() as s:
+        self._WriteSession = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
+        self.write_lock = threading.RLock()  # orders this process's threads before the database lock
+        with self.write() as s:
             version = s.get(Meta, "schema_version")
             if version is None:
                 s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -99,6 +133,33 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One serialised read-then-write transaction (commits on exit, rolls back on error).
+
+        The database's write lock is taken before anything is read, so every read inside sees
+        all earlier commits of every process and nothing commits until this one does. Waits up
+        to ``lock_timeout`` s for another writer, then raises :class:`LedgerBusyError`.
+        """
+        with self.write_lock:
+            try:
+                with self._WriteSession.begin() as s:
+                    s.connection()  # SQLite: BEGIN IMMEDIATE now, not at the first statement
+                    if self.dialect == "postgresql":
+                        ms = max(1, int(self.lock_timeout * 1000))
+                        s.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+                        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+                    elif self.dialect != "sqlite":
+                        raise WorkspaceError(f"ledger database {self.dialect!r} is not supported (SQLite or PostgreSQL)")
+                    yield s
+            except OperationalError as e:
+                if _is_lock_timeout(e):
+                    raise LedgerBusyError(
+                        f"another process held the ledger's write lock for more than {self.lock_timeout:g} s "
+                        f"({self.url.split('@')[-1]}); nothing was changed — retry, or look for a stuck s3t process"
+                    ) from e
+                raise
 
     # -- meta -------------------------------------------------------------------------
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -123,7 +184,7 @@ class Ledger:
         sequences: dict[int, list[tuple[int, ...]]],
     ) -> None:
         """Store records, their shard/slice, slice versions 0 and the sequences, in one transaction."""
-        with self.write_lock, self.Session.begin() as s:
+        with self.write() as s:
             if s.get(Meta, "config") is not None:
                 raise WorkspaceError("this workspace already holds a trained plan; use a new workspace")
             self.set_meta(s, "config", config_json)
@@ -239,7 +300,7 @@ class Ledger:
     # -- checkpoints ------------------------------------------------------------------
     def register_checkpoint(self, *, lineage: Sequence[int], **fields: Any) -> None:
         """Register a checkpoint whose file is already durably written (its sha256 given)."""
-        with self.write_lock, self.Session.begin() as s:
+        with self.write() as s:
             ordinal = (s.scalar(select(func.max(Checkpoint.ordinal))) or 0) + 1
             s.add(Checkpoint(ordinal=ordinal, created_at=utcnow(), purged=False, **fields))
             s.flush()
@@ -250,7 +311,7 @@ class Ledger:
     def mark_purged(self, checkpoint_ids: Iterable[str]) -> None:
         ids = list(checkpoint_ids)
         if ids:
-            with self.write_lock, self.Session.begin() as s:
+            with self.write() as s:
                 s.execute(update(Checkpoint).where(Checkpoint.id.in_(ids)).values(purged=True))
 
     # -- serving rule -----------------------------------------------------------------
@@ -337,7 +398,7 @@ class Ledger:
 
     def refresh_manifest(self, reason: str) -> tuple[int, dict[str, Any]]:
         """Recompute the served manifest; store a new version only if it changed."""
-        with self.write_lock, self.Session.begin() as s:
+        with self.write() as s:
             body = self.compute_manifest(s)
             version, old = self.latest_manifest(s)
             if version and canonical(old) == canonical(body):
@@ -347,7 +408,7 @@ class Ledger:
     # -- retraining -------------------------------------------------------------------
     def rebuild_tainted_slices(self) -> list[tuple[int, int]]:
         """New versions of every current slice holding a deleted record (members minus deleted)."""
-        with self.write_lock, self.Session.begin() as s:
+        with self.write() as s:
             bad = self.tainted_slice_versions(s)
             rebuilt = []
             for (shard, sl), sv in sorted(self.current_slice_versions(s).items()):
@@ -372,7 +433,7 @@ class Ledger:
         from .schema import DeletionRequest
 
         if request_ids:
-            with self.write_lock, self.Session.begin() as s:
+            with self.write() as s:
                 s.execute(update(DeletionRequest).where(DeletionRequest.id.in_(list(request_ids))).values(state=state))
 
     def request_state(self, request_id: str) -> str | None:
