@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 import torch
 
 from s3t.errors import DataError, NoLiveModelError, NotFittedError, UnknownRecordError
@@ -231,22 +232,60 @@ def test_forget_before_fit_is_not_fitted_error(tmp_path):
 # -- subject -----------------------------------------------------------------------------------------
 
 
-def test_subject_deletes_all_and_only_its_training_records(fitted_ws, fitted_template):
-    want = sorted(r["id"] for r in fitted_template.train if r.get("subject") == "user3")
-    val_same_subject = [r["id"] for r in fitted_template.val if r.get("subject") == "user3"]
-    assert want and val_same_subject  # the fixture makes the test meaningful
+def test_subject_erases_every_row_of_the_subject_and_cuts_only_its_training_lineages(fitted_ws, fitted_template):
+    train_ids = sorted(r["id"] for r in fitted_template.train if r.get("subject") == "user3")
+    val_ids = sorted(r["id"] for r in fitted_template.val if r.get("subject") == "user3")
+    assert train_ids and val_ids  # the fixture makes the test meaningful
     receipt = fitted_ws.forget(subject="user3")
     led = fitted_ws.ws_.ledger
-    assert sorted(led.deleted_ids()) == want
-    assert receipt.body["record_ids"] == want and receipt.body["subject"] == "user3"
+    assert sorted(led.deleted_ids()) == sorted(train_ids + val_ids)
+    assert receipt.body["record_ids"] == sorted(train_ids + val_ids) and receipt.body["subject"] == "user3"
+    assert receipt.body["validation_records"] == len(val_ids)
     shard_of = {r.id: r.shard for r in led.records("train")}
-    assert receipt.affected_shards == sorted({shard_of[i] for i in want})
+    assert receipt.affected_shards == sorted({shard_of[i] for i in train_ids})
     texts = {r.id: r.text for r in led.records("validation")}
-    assert all(texts[i] == fitted_template.texts[i] for i in val_same_subject)  # validation untouched
-    for shard in (0, 1):
-        expected = expected_entry(fitted_ws, shard, set(want))
+    assert all(texts[i] is None for i in val_ids)  # validation rows of the subject erased too
+    others = [r["id"] for r in fitted_template.val if r.get("subject") != "user3"]
+    assert all(texts[i] == fitted_template.texts[i] for i in others)
+    for shard in (0, 1):  # the cut follows the training rows only (scores re-ranked: see the rescoring test)
+        expected = expected_entry(fitted_ws, shard, set(train_ids))
         entry = led.latest_manifest()[1]["shards"][str(shard)]
         assert (None if entry is None else entry["stage"]) == (None if expected is None else expected[0])
+
+
+def _scores(led) -> tuple[dict[str, float | None], dict[str, dict[str, bool]]]:
+    from s3t.store.schema import ValidationScore
+
+    with led.Session() as s:
+        rows: dict[str, dict[str, bool]] = {}
+        for r in s.scalars(select(ValidationScore)):
+            rows.setdefault(r.checkpoint_id, {})[r.record_id] = bool(r.correct)
+    return {c.id: c.val_accuracy for c in led.checkpoints()}, rows
+
+
+def test_subject_validation_rows_stop_scoring_checkpoints(fitted_ws, fitted_template):
+    """Tie-breaks and status use val_accuracy: after a subject's validation rows are erased,
+    every checkpoint's score is the mean over the remaining validation records only."""
+    led = fitted_ws.ws_.ledger
+    acc_before, rows_before = _scores(led)
+    val_ids = {r["id"] for r in fitted_template.val if r.get("subject") == "user3"}
+    assert rows_before and all(set(r) >= val_ids for r in rows_before.values())  # every checkpoint scored them
+    for cid, rows in rows_before.items():  # the stored outcomes are what training scored
+        assert acc_before[cid] == pytest.approx(sum(rows.values()) / len(rows), abs=1e-12)
+    receipt = fitted_ws.forget(subject="user3")
+    acc_after, rows_after = _scores(led)
+    changed = 0
+    for cid, rows in rows_before.items():
+        keep = {k: v for k, v in rows.items() if k not in val_ids}
+        assert rows_after[cid] == keep  # the erased records' outcomes are gone, the rest untouched
+        assert acc_after[cid] == pytest.approx(sum(keep.values()) / len(keep), abs=1e-12)
+        changed += acc_after[cid] != acc_before[cid]
+    assert changed  # the erasure really moved some score
+    # the manifest was recomputed on the new scores, in every shard
+    with led.Session() as s:
+        assert led.latest_manifest(s)[1] == led.compute_manifest(s)
+    assert receipt.manifest == led.latest_manifest()[1]
+    assert fitted_ws.audit().ok
 
 
 # -- receipts chain ------------------------------------------------------------------------------------

@@ -234,8 +234,9 @@ class S3T:
                 for c in trained:  # parents first
                     if sha256_file(self.ws_.resolve(c.staging)) != c.sha256:
                         raise IntegrityError(f"checkpoint {c.id} changed between training and registration")
-                    fields = {k: v for k, v in c.__dict__.items() if k not in ("lineage", "staging", "val_seconds")}
-                    self.ws_.ledger.register_checkpoint(lineage=list(c.lineage), **fields)
+                    fields = {k: v for k, v in c.__dict__.items()
+                              if k not in ("lineage", "staging", "val_seconds", "val_scores")}
+                    self.ws_.ledger.register_checkpoint(lineage=list(c.lineage), val_scores=c.val_scores, **fields)
                     self.ws_.publish(c.staging, c.path)  # registered first: recovery finishes the move
                     created.append(c.id)
                     timings["checkpoints"] += 1

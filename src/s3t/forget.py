@@ -7,6 +7,12 @@
    rule) and a receipt hash-chained to the previous one. The commit is durable (fsync)
    before the receipt is returned.
 
+A subject request erases every row of the subject, training and validation. Validation rows
+trained nothing, so they cut no lineage; but they scored checkpoints (tie-breaks, status), so
+their per-record scores are dropped and every checkpoint they scored is re-scored without
+them, and the whole manifest is recomputed on the new scores. A checkpoint registered before
+per-record scores were kept has its score dropped (None) instead: it may have used the rows.
+
 A dry run (``dry_run=True``) runs the same transaction and rolls it back: the receipt it
 returns is what the request would produce (records, affected shards, served prefixes after)
 and nothing is stored. The served ensemble runs one at start-up to warm the forget path, so
@@ -24,11 +30,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 
 from .errors import DataError, UnknownRecordError
 from .store.ledger import Ledger, canonical, utcnow
-from .store.schema import Checkpoint, Deletion, DeletionRequest, Record, Receipt as ReceiptRow
+from .store.schema import Checkpoint, Deletion, DeletionRequest, Record, Receipt as ReceiptRow, ValidationScore
 
 GENESIS = "0" * 64
 
@@ -36,7 +42,18 @@ GENESIS = "0" * 64
 _Q_REQUEST_BY_KEY = select(DeletionRequest.id).where(DeletionRequest.key == bindparam("key"))
 _RECORD_COLS = (Record.id, Record.split, Record.shard)
 _Q_RECORDS = select(*_RECORD_COLS).where(Record.id.in_(bindparam("ids", expanding=True)))
-_Q_SUBJECT = select(*_RECORD_COLS).where(Record.subject == bindparam("subject"), Record.split == "train")
+_Q_SUBJECT = select(*_RECORD_COLS).where(Record.subject == bindparam("subject"))  # every split
+_IDS = bindparam("ids", expanding=True)
+_SCORED_BY = select(ValidationScore.checkpoint_id).where(ValidationScore.record_id.in_(_IDS)).distinct()
+_DROP_SCORES = delete(ValidationScore).where(ValidationScore.record_id.in_(_IDS))
+_RESCORE = (update(Checkpoint).where(Checkpoint.id.in_(bindparam("ckpts", expanding=True)))
+            .values(val_accuracy=select(func.avg(case((ValidationScore.correct, 1.0), else_=0.0)))
+                    .where(ValidationScore.checkpoint_id == Checkpoint.id).scalar_subquery())
+            .execution_options(synchronize_session=False))
+_UNSCORED = (update(Checkpoint).where(Checkpoint.val_accuracy.is_not(None),
+                                      ~select(ValidationScore.checkpoint_id)
+                                      .where(ValidationScore.checkpoint_id == Checkpoint.id).exists())
+             .values(val_accuracy=None).execution_options(synchronize_session=False))
 _Q_LAST_RECEIPT = select(ReceiptRow.seq, ReceiptRow.hash).order_by(ReceiptRow.seq.desc()).limit(1)
 _INS_REQUEST, _INS_DELETION, _INS_RECEIPT = insert(DeletionRequest), insert(Deletion), insert(ReceiptRow)
 _ERASE_TEXT = (update(Record).where(Record.id.in_(bindparam("ids", expanding=True))).values(text=None)
@@ -95,7 +112,8 @@ def _prefixes(manifest: dict[str, Any]) -> dict[str, int]:
 
 
 def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject: str | None) -> list[Any]:
-    """The training records a request names (rows with id, split, shard); raises without changing anything."""
+    """The records a request names (rows with id, split, shard): the given training records, or
+    every record of the subject (validation rows too); raises without changing anything."""
     if (record_ids is None) == (subject is None):
         raise DataError("give exactly one of record_ids or subject")
     if subject is not None:
@@ -103,8 +121,8 @@ def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject
             raise DataError(f"subject must be a non-empty string; got {subject!r}")
         rows = list(s.execute(_Q_SUBJECT, {"subject": subject}))
         if not rows:
-            raise UnknownRecordError(f"no training record belongs to subject {subject!r}")
-        return rows
+            raise UnknownRecordError(f"no record belongs to subject {subject!r}")
+        return sorted(rows, key=lambda r: r.id)
     if isinstance(record_ids, str):
         record_ids = [record_ids]
     ids = [str(r) for r in record_ids]
@@ -157,9 +175,15 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
             s.execute(_INS_DELETION, [{"record_id": i, "request_id": request_id} for i in new])
             s.execute(_ERASE_TEXT, {"ids": new})
         # a lineage never leaves its shard: only the shards of these records can change
-        affected = sorted({int(r.shard) for r in rows})
-        tainted = ledger.tainted_checkpoints(s, affected)
-        after = ledger.compute_manifest(s, tainted, shards=affected, base=before)
+        affected = sorted({int(r.shard) for r in rows if r.split == "train"})
+        validation = [r.id for r in rows if r.split != "train"]
+        if validation:  # their scores go; every checkpoint they scored is re-scored: any shard can change
+            rescore(s, validation)
+            tainted = ledger.tainted_checkpoints(s)
+            after = ledger.compute_manifest(s, tainted)
+        else:
+            tainted = ledger.tainted_checkpoints(s, affected)
+            after = ledger.compute_manifest(s, tainted, shards=affected, base=before)
         # cut checkpoints are marked purged in this transaction; their files are erased after the
         # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
         cut = list(s.execute(_PURGE, {"ids": sorted(tainted)})) if tainted else []
@@ -170,6 +194,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
             "seq": 1 if last is None else last.seq + 1,
             "record_ids": sorted(r.id for r in rows),
             "newly_deleted": len(new),
+            "validation_records": len(validation),
             "subject": subject,
             "affected_shards": affected,
             "served_before": _prefixes(before),
@@ -184,6 +209,19 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
             session.rollback()
             return Receipt(body, digest, created=False, manifest=after, dry_run=True)
     return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut), manifest=after)
+
+
+def rescore(s, erased_validation: Sequence[str]) -> list[str]:
+    """Drop the per-record scores of erased validation records and re-score every checkpoint they
+    scored on the rest (None when none is left); checkpoints without per-record scores lose
+    their score. Returns the re-scored checkpoint ids. Runs inside the forget's transaction."""
+    ids = sorted(erased_validation)
+    scored = sorted(s.scalars(_SCORED_BY, {"ids": ids}))
+    s.execute(_DROP_SCORES, {"ids": ids})
+    if scored:
+        s.execute(_RESCORE, {"ckpts": scored})
+    s.execute(_UNSCORED)
+    return scored
 
 
 def receipts(ledger: Ledger) -> list[Receipt]:

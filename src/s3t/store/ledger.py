@@ -42,6 +42,7 @@ from .schema import (
     SequenceRow,
     SliceMember,
     SliceVersion,
+    ValidationScore,
 )
 
 
@@ -298,8 +299,10 @@ class Ledger:
         return set(s.scalars(q))
 
     # -- checkpoints ------------------------------------------------------------------
-    def register_checkpoint(self, *, lineage: Sequence[int], **fields: Any) -> None:
-        """Register a checkpoint whose file is already durably written (its sha256 given)."""
+    def register_checkpoint(self, *, lineage: Sequence[int], val_scores: Sequence[tuple[str, bool]] = (),
+                            **fields: Any) -> None:
+        """Register a checkpoint whose file is already durably written (its sha256 given), with
+        its per-record validation outcomes (``val_accuracy`` is their mean)."""
         with self.write() as s:
             ordinal = (s.scalar(select(func.max(Checkpoint.ordinal))) or 0) + 1
             s.add(Checkpoint(ordinal=ordinal, created_at=utcnow(), purged=False, **fields))
@@ -307,6 +310,7 @@ class Ledger:
             s.add_all(
                 CheckpointLineage(checkpoint_id=fields["id"], slice_version_id=sv, position=i) for i, sv in enumerate(lineage)
             )
+            s.add_all(ValidationScore(checkpoint_id=fields["id"], record_id=rid, correct=bool(ok)) for rid, ok in val_scores)
 
     def mark_purged(self, checkpoint_ids: Iterable[str]) -> None:
         ids = list(checkpoint_ids)

@@ -9,6 +9,8 @@ slice_members      (slice version, record) pairs
 sequences          per shard, the B slice orders
 checkpoints        one trained stage: shard, prefix, parent, file, sha256, seed, threads
 checkpoint_lineage (checkpoint, slice version) — exactly the data a checkpoint saw
+validation_scores  (checkpoint, validation record) -> prediction correct; a checkpoint's
+                   val_accuracy is their mean, so erasing a validation record re-scores exactly
 deletion_requests  forget requests (idempotency key, state)
 deletions          deleted record -> request
 manifests          served manifest versions (which checkpoint each shard serves)
@@ -94,6 +96,13 @@ class CheckpointLineage(Base):
     checkpoint_id: Mapped[str] = mapped_column(ForeignKey("checkpoints.id"), primary_key=True)
     slice_version_id: Mapped[int] = mapped_column(ForeignKey("slice_versions.id"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
+
+
+class ValidationScore(Base):
+    __tablename__ = "validation_scores"
+    checkpoint_id: Mapped[str] = mapped_column(ForeignKey("checkpoints.id"), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), primary_key=True, index=True)
+    correct: Mapped[bool] = mapped_column(Boolean)
 
 
 class DeletionRequest(Base):

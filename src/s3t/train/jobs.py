@@ -57,6 +57,7 @@ class TrainedCheckpoint:
     seconds: float
     lineage: tuple[int, ...]
     val_seconds: float = 0.0  # part of ``seconds`` spent scoring validation records (not in the ledger)
+    val_scores: tuple[tuple[str, bool], ...] = ()  # (validation record id, prediction correct)
 
 
 
@@ -95,6 +96,7 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
             seed=str(spec.seed), threads=config.train.threads, n_examples=result.n_examples,
             val_accuracy=result.val_accuracy, seconds=result.seconds, lineage=tuple(lineage),
             val_seconds=result.val_seconds,
+            val_scores=tuple(zip(job.validation_ids, result.val_correct)) if result.val_correct is not None else (),
         ))
 
     runner.train_prefixes(job.shard, job.prefixes, job.slices, on_checkpoint, parent_states=parent_states, on_step=on_step)

@@ -79,6 +79,7 @@ class StageResult:
     val_accuracy: float | None
     seconds: float  # the whole stage, validation scoring included
     val_seconds: float = 0.0  # of which scoring the validation records
+    val_correct: tuple[bool, ...] | None = None  # per validation record (in order): prediction correct
     model: AdaptedEncoder | None = field(default=None, repr=False)  # the trained model, not persisted
 
 
@@ -131,7 +132,8 @@ def train_stage(
                 on_step(len(batch))
     val_start = time.perf_counter()
     scored = validation is not None and len(validation) > 0
-    val_acc = accuracy(model, spec.level, validation) if scored else None
+    correct = outcomes(model, spec.level, validation) if scored else None
+    val_acc = mean_correct(correct) if scored else None
     end = time.perf_counter()
     return StageResult(
         state=model.state(),
@@ -140,6 +142,7 @@ def train_stage(
         val_accuracy=val_acc,
         seconds=end - start,
         val_seconds=end - val_start if scored else 0.0,
+        val_correct=correct,
         model=model,
     )
 
@@ -150,6 +153,17 @@ def logits(model: AdaptedEncoder, level: int, data: Examples, batch_size: int = 
     for batch in bucket_batches(data.lengths(), batch_size):
         out[batch] = data.forward(model, level, batch)
     return out
+
+
+def outcomes(model: AdaptedEncoder, level: int, data: Examples) -> tuple[bool, ...]:
+    """Per record: is the model's prediction its label."""
+    pred = logits(model, level, data).argmax(-1)
+    return tuple(bool(x) for x in (pred == torch.tensor(data.labels)).tolist())
+
+
+def mean_correct(correct) -> float:
+    """Validation accuracy from per-record outcomes (the ledger re-scores the same way, without torch)."""
+    return sum(bool(c) for c in correct) / len(correct)
 
 
 def accuracy(model: AdaptedEncoder, level: int, data: Examples) -> float:
