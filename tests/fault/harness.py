@@ -4,9 +4,10 @@
 
 1. Crash trials: start the server as a subprocess over a copy of a fitted workspace, send
    forget + predict traffic, ``kill -9`` it at a random moment (during forgets, during the
-   background retrain, during a swap), restart it (recovery runs at start-up), then check:
-   every acknowledged deletion is in the ledger, no served checkpoint's lineage holds a
-   deleted record, ``audit`` passes, the receipt chain verifies.
+   background retrain, during a swap), then check: BEFORE recovery, from the ledger as the
+   crash left it, no manifest version ever committed served a checkpoint holding a record
+   deleted before it (audit ``history``, ``lineage``, ``receipts``); restart it (recovery runs
+   at start-up), then every acknowledged deletion is in the ledger, ``audit`` passes.
 2. Load: N forget requests from C concurrent httpx clients with duplicates mixed in; each
    distinct request must be acknowledged by exactly one receipt; p50/p99 latency.
 
@@ -100,23 +101,43 @@ def make_workspace(root: Path, n_records: int) -> Path:
     return ws
 
 
-def check_workspace(ws: Path, acknowledged: set[str]) -> dict:
+# checks that must hold in the ledger exactly as a crash left it (files may still lag: recovery's job)
+BEFORE_RECOVERY = ("lineage", "history", "receipts")
+
+
+def audit_before_recovery(ws: Path) -> list:
+    """The checks of BEFORE_RECOVERY on the ledger exactly as the crash left it (nothing recovered)."""
+    from s3t.audit import audit
+    from s3t.store.workspace import Workspace
+
+    raw = Workspace(ws)  # opens the ledger; recovery runs only in S3T.load / a server start
+    try:
+        return [c for c in audit(raw).checks if c.name in BEFORE_RECOVERY]
+    finally:
+        raw.ledger.close()
+
+
+def check_workspace(ws: Path, acknowledged: set[str], before: list) -> dict:
     from s3t import S3T
 
+    assert {c.name for c in before} == set(BEFORE_RECOVERY)
     est = S3T.load(ws)  # runs recovery, as a restarted server does
     deleted = est.ws_.ledger.deleted_ids()
     report = est.audit()
+    est.ws_.ledger.close()
     return {
         "lost_acknowledged": sorted(acknowledged - deleted),
+        "history_before_recovery_ok": all(c.ok for c in before),
         "audit_ok": report.ok,
-        "failures": [c.__dict__ for c in report.failures()],
+        "failures": [c.__dict__ for c in report.failures()] + [
+            {**c.__dict__, "name": f"{c.name} (before recovery)"} for c in before if not c.ok],
     }
 
 
 def worker_state(client: httpx.Client) -> str:
     """What the server was doing just before the kill: 'retrain' if the background retrain was running."""
     try:
-        status = client.get("/status", timeout=5).json()
+        status = client.get("/status", timeout=5, headers=headers()).json()
     except (httpx.HTTPError, ValueError):
         return "unknown"
     if status["worker"]["busy"]:
@@ -173,18 +194,19 @@ def crash_trial(template: Path, root: Path, i: int, rng: random.Random, record_i
             at_kill = worker_state(client)
     finally:
         server.kill9()
+    before = audit_before_recovery(ws)
     if moment == "swap":
         at_kill = f"swap ({env['S3T_FAULT_CRASH_AT'].split(':')[0]})" if marker.exists() else f"{at_kill} (crash point not reached)"
     restarted = Server(ws)  # recovery runs at start-up; it must serve again at once
     try:
         restarted.wait_ready()
-        status = httpx.get(restarted.url + "/status", timeout=60).json()
+        status = httpx.get(restarted.url + "/status", timeout=60, headers=headers()).json()
         predict = httpx.post(restarted.url + "/predict", json={"texts": ["great film"]}, timeout=60)
         served_after_restart = predict.status_code == 200 or (
             predict.status_code == 503 and not any(status["served"].values()))  # 503 only with no live shard
     finally:
         restarted.stop()
-    result = check_workspace(ws, acknowledged)
+    result = check_workspace(ws, acknowledged, before)
     result.update({"trial": i, "moment": moment, "acknowledged": len(acknowledged), "at_kill": at_kill,
                    "served_after_restart": served_after_restart, "requeued_after_restart": len(status["pending_retrains"])})
     print(f"trial {i}: kill during {at_kill}, {len(acknowledged)} acknowledged, lost {len(result['lost_acknowledged'])}, "
@@ -235,9 +257,10 @@ def load_test(template: Path, root: Path, requests: int, clients: int, rng: rand
         wall = time.perf_counter() - start
     finally:
         server.stop()
+    before = audit_before_recovery(ws)
     lat = sorted(latencies)
     q = lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))]  # noqa: E731
-    result = check_workspace(ws, set(receipts))
+    result = check_workspace(ws, set(receipts), before)
     result.update({
         "requests": len(latencies), "distinct": len(distinct), "clients": clients, "errors": errors[:5],
         "each_acknowledged_once": all(len(v) == 1 for v in receipts.values()) and len(receipts) == len(distinct),
@@ -250,7 +273,8 @@ def write_result(out: Path, trials: list[dict], load: dict | None, complete: boo
     result = {
         "complete": complete,
         "trials": trials,
-        "trials_ok": all(t["audit_ok"] and not t["lost_acknowledged"] and t["served_after_restart"] for t in trials),
+        "trials_ok": all(t["audit_ok"] and t["history_before_recovery_ok"] and not t["lost_acknowledged"]
+                         and t["served_after_restart"] for t in trials),
         "lost_acknowledged_total": sum(len(t["lost_acknowledged"]) for t in trials),
         "acknowledged_total": sum(t["acknowledged"] for t in trials),
         "kills_by_state": {k: sum(t["at_kill"] == k for t in trials) for k in sorted({t["at_kill"] for t in trials})},

@@ -16,10 +16,11 @@ def test_crash_and_load_harness(tmp_path):
     for t in result["trials"]:
         assert t["lost_acknowledged"] == [], t
         assert t["audit_ok"] and t["served_after_restart"], t
+        assert t["history_before_recovery_ok"], t
     load = result["load"]
     assert load["requests"] == 120 and not load["errors"]
     assert load["each_acknowledged_once"]
-    assert load["audit_ok"] and load["lost_acknowledged"] == []
+    assert load["audit_ok"] and load["history_before_recovery_ok"] and load["lost_acknowledged"] == []
     assert 0 < load["p50_ms"] <= load["p99_ms"]
     assert result["complete"] and result["trials_ok"] and result["lost_acknowledged_total"] == 0
     assert json.loads((tmp_path / "fault.json").read_text())["acknowledged_total"] == result["acknowledged_total"] > 0
