@@ -96,3 +96,29 @@ def test_forget_during_retrain_is_not_lost(fitted_ws, monkeypatch):
     est.retrain()
     assert est.status()["served"] == {"0": 3, "1": 3}
     assert est.verify(late.request_id).ok
+
+
+def test_whole_slice_deleted_retrains_and_verifies(fitted_ws):
+    """Forgetting every record of one slice leaves an empty slice version: retrain trains its
+    stages on no records of that slice (as training does), and verify compares them bit for bit."""
+    est = fitted_ws
+    whole = [r.id for r in est.ws_.ledger.records("train") if r.shard == 0 and r.slice == 1]
+    assert len(whole) > 1
+    receipt = est.forget(record_ids=whole)
+    assert receipt.after["0"] < 3
+    report = est.retrain()
+    assert report.rebuilt_slices == [(0, 1)]
+    assert report.served_after == {"0": 3, "1": 3}
+    assert est.ws_.ledger.request_state(receipt.request_id) == "retrained"
+    current = est.ws_.ledger.current_slice_versions()
+    assert current[(0, 1)].size == 0 and est.ws_.ledger.slice_member_ids(current[(0, 1)].id) == []
+    retrained = {c.prefix: c for c in est.ws_.ledger.checkpoints() if c.id in set(report.checkpoints)}
+    assert len(retrained) == 6 and all("1" in p.split(",") for p in retrained)
+    assert retrained["1"].n_examples == 0  # stage 1 on the empty slice: no training steps
+    sizes = {sl: sv.size for (sh, sl), sv in current.items() if sh == 0}
+    for prefix, c in retrained.items():
+        assert c.n_examples == sum(sizes[int(s)] for s in prefix.split(","))
+    assert est.audit().ok
+    cert = est.verify(receipt.request_id)
+    assert cert.ok, cert.mismatches
+    assert cert.compared == 9  # every prefix of shard 0's trie, the empty slice's included

@@ -151,7 +151,9 @@ def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
     with tempfile.TemporaryDirectory(prefix="s3t-verify-") as tmp:
         jobs = []
         for shard in shards:
-            members: dict[int, list[str]] = {}
+            # every slice the shard's sequences name, even one whose records were all deleted: an
+            # empty slice trains its stages on no records of its own, as training does
+            members: dict[int, list[str]] = {sl: [] for seq in sequences[shard] for sl in seq}
             for r in train:
                 if r.shard == shard and r.id not in deleted:
                     members.setdefault(r.slice, []).append(r.id)
