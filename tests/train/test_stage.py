@@ -95,13 +95,26 @@ def test_cache_equals_full_forward(tiny_model):
 
 
 def test_other_slices_cache_unaffected_by_deletion(tiny_model):
-    """A record's cached states depend only on its own slice version."""
-    _, runner, slices = runner_with_data(tiny_model)
-    before = [t.clone() for t in runner.examples(("slice", 101), slices[1].record_ids, 2).hidden]
-    runner.cache.drop(("slice", 100))
-    runner.examples(("slice", 200), slices[0].record_ids[1:], 2)  # slice 0 without its first record
-    after = runner.examples(("slice", 101), slices[1].record_ids, 2).hidden
-    assert all(torch.equal(x, y) for x, y in zip(before, after))
+    """A record's cached states depend only on its own slice version: slice 1's states, computed
+    in a fresh cache after slice 0 lost a record, are bit-identical to those computed next to the
+    full slice 0 (the same key in two caches, so neither read can come from the other's entry)."""
+    long_text = " ".join(["the film was really quite a moving story"] * 6)  # the longest record anywhere
+    runners = []
+    for _ in range(2):
+        _, runner, slices = runner_with_data(tiny_model)
+        runner.add_records(["long"], [long_text], [1])
+        runners.append(runner)
+    full, other = ("long",) + slices[0].record_ids, slices[1].record_ids
+    assert len(runners[0].tokens["long"]) > max(len(runners[0].tokens[i]) for i in other)
+    before_run, after_run = runners
+    before_run.examples(("slice", 100), full, 0)  # slice 0 with the record, cached first
+    after_run.examples(("slice", 200), full[1:], 0)  # slice 0 after deleting it, cached first
+    for level in before_run.levels:
+        before = before_run.examples(("slice", 101), other, level).hidden
+        after = after_run.examples(("slice", 101), other, level).hidden
+        assert len(before) == len(after) == len(other)
+        for rid, x, y in zip(other, before, after):
+            assert torch.equal(x, y), f"level {level}: {rid}'s cached states changed when slice 0 lost a record"
 
 
 def test_uncached_mode_trains(tiny_model):
