@@ -37,8 +37,8 @@ def main() -> None:
     os.environ["SE_OFFLINE"] = "true"
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
-        shutil.copytree(args.workspace, ws, ignore=shutil.ignore_patterns("token", "train.lock"))
-        app = create_app(ws, token=TOKEN, background=False)
+        shutil.copytree(args.workspace, ws, ignore=shutil.ignore_patterns("token", "read_token", "train.lock"))
+        app = create_app(ws, token=TOKEN, read_token=TOKEN, background=False)
         model = app.state.model
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -56,11 +56,12 @@ def main() -> None:
             plan = model.config.plan
             places = [(i % plan.shards, (i * 2 + 1) % plan.slices) for i in range(args.forgets)]
             with httpx.Client(base_url=base, timeout=600) as client:
-                client.get("/dashboard/data")  # measure the accuracy before any forget
+                auth = {"Authorization": f"Bearer {TOKEN}"}
+                client.get("/dashboard/data", headers=auth).raise_for_status()  # measure the accuracy before any forget
                 for place in places:
                     r = client.post("/forget", json={"record_ids": [by_place[place]]}, headers={"Authorization": f"Bearer {TOKEN}"})
                     r.raise_for_status()
-                    client.get("/dashboard/data")  # one measured accuracy point per manifest
+                    client.get("/dashboard/data", headers=auth).raise_for_status()  # one measured accuracy point per manifest
             shoot(base, args.out, args.width, args.height)
         finally:
             srv.should_exit = True
@@ -83,8 +84,9 @@ def shoot(base: str, out: Path, width: int, height: int) -> None:
     driver = webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
     try:
         driver.set_page_load_timeout(120)
-        driver.get(base + "/")
+        driver.get(base + "/#token=" + TOKEN)  # the read token, as a fragment the page keeps in sessionStorage
         WebDriverWait(driver, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "live").get_attribute("data-locked") == "false")
         driver.find_element(By.ID, "audit-run").click()
         WebDriverWait(driver, 120).until(lambda d: d.find_element(By.ID, "audit-result").get_attribute("data-ok") is not None)
         full = driver.execute_script("return document.documentElement.scrollHeight")

@@ -321,11 +321,17 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     db: Optional[str] = DbOpt,
     background: bool = typer.Option(True, "--background/--no-background", help="Retrain cut stages in a background thread after forgets."),
+    protect_predict: bool = typer.Option(
+        False, "--protect-predict/--open-predict",
+        help="POST /predict needs the read (or forget) token too; by default it is open, like /healthz.",
+    ),
 ) -> None:
-    """Serve predict / forget / status / audit over HTTP (FastAPI + uvicorn); API docs at /docs.
+    """Serve predict / forget / status / audit and the dashboard over HTTP (FastAPI + uvicorn); API docs at /docs.
 
-    POST /forget needs `Authorization: Bearer TOKEN`: S3T_TOKEN, else WORKSPACE/token (generated
-    with mode 0600 on first start). Example: s3t serve -w ws --port 8000
+    POST /forget needs `Authorization: Bearer TOKEN`: S3T_TOKEN, else WORKSPACE/token. Reads that name
+    requests, records or subjects (GET /forget/{id}, /status, /audit, /dashboard/data) need the read
+    token, S3T_READ_TOKEN, else WORKSPACE/read_token, or the forget token. Token files are generated
+    with mode 0600 on first start. Example: s3t serve -w ws --port 8000
     """
     import logging
 
@@ -334,7 +340,8 @@ def serve(
     from .service import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(workspace, db=db, background=background), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(workspace, db=db, background=background, protect_predict=protect_predict),
+                host=host, port=port, log_level="info")
 
 
 @app.command()

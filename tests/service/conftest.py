@@ -12,6 +12,8 @@ from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixture
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ_TOKEN = "test-read-token-9876543210"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def make_client(fitted_ws):
     clients = []
 
     def make(**kwargs) -> TestClient:
-        kwargs = {"token": TOKEN, "background": False, **kwargs}
+        kwargs = {"token": TOKEN, "read_token": READ_TOKEN, "background": False, **kwargs}
         client = TestClient(create_app(fitted_ws.ws_.path, **kwargs))
         client.__enter__()
         clients.append(client)
@@ -41,7 +43,7 @@ def wait_for_state(client, request_id: str, state: str, timeout: float = 90.0) -
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = client.get(f"/forget/{request_id}")
+        r = client.get(f"/forget/{request_id}", headers=READ)
         assert r.status_code == 200, r.text
         now = r.json()["state"]
         if not seen or seen[-1] != now:

@@ -9,7 +9,7 @@ import pytest
 
 from s3t.forget import GENESIS, receipt_hash
 from tests.fitted_copy import snapshot
-from tests.service.conftest import AUTH, TOKEN, train_ids
+from tests.service.conftest import AUTH, READ, TOKEN, train_ids
 
 TEXTS = ["a great film", "the plot was awful", "lovely acting"]
 RECEIPT_EXTRA = ("hash", "created", "state")
@@ -25,7 +25,7 @@ def assert_error(r, status: int, kind: str) -> dict:
 
 def test_healthz_and_status(client):
     assert client.get("/healthz").json() == {"ok": True}
-    st = client.get("/status").json()
+    st = client.get("/status", headers=READ).json()
     assert st["served"] == {"0": 3, "1": 3} and st["live_shards"] == 2 and st["ensemble_size"] == 2
     assert st["pending_retrains"] == [] and st["out_of_service"] == {} and st["worker"]["enabled"] is False
     assert st["sequences"]["0"] and len(st["sequences"]["0"]) == 3
@@ -51,10 +51,10 @@ def test_forget_receipt_state_and_audit(client, fitted_ws):
     assert rc["prev_hash"] == GENESIS and rc["state"] == "served-exact"
     assert receipt_hash({k: v for k, v in rc.items() if k not in RECEIPT_EXTRA}) == rc["hash"]  # client-checkable
     assert fitted_ws.ws_.ledger.deleted_ids() == {rid}
-    got = client.get(f"/forget/{rc['request_id']}").json()
+    got = client.get(f"/forget/{rc['request_id']}", headers=READ).json()
     assert got["state"] == "served-exact" and got["receipt"]["hash"] == rc["hash"]
     assert client.post("/predict", json={"texts": TEXTS}).json()["served"] == rc["served_after"]
-    audit = client.get("/audit").json()
+    audit = client.get("/audit", headers=READ).json()
     assert audit["ok"] is True and audit["retraining"] is False
     assert {c["name"] for c in audit["checks"]} >= {"lineage", "rule", "mirror", "files", "erasure", "receipts"}
     second = client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 1, 0)[0]]}, headers=AUTH).json()
@@ -100,7 +100,7 @@ def test_unknown_ids_are_404_and_change_nothing(client, fitted_ws, body):
 
 
 def test_unknown_request_and_route_use_the_error_shape(client):
-    assert_error(client.get("/forget/req-0000000000000000"), 404, "UnknownRecordError")
+    assert_error(client.get("/forget/req-0000000000000000", headers=READ), 404, "UnknownRecordError")
     assert_error(client.get("/no-such-route"), 404, "NotFound")
     assert_error(client.get("/predict"), 405, "MethodNotAllowed")
 
@@ -145,7 +145,7 @@ def test_every_shard_dead_is_503(client, fitted_ws):
     ids = [train_ids(fitted_ws, shard, sl)[0] for shard in (0, 1) for sl in range(3)]
     assert client.post("/forget", json={"record_ids": ids}, headers=AUTH).json()["served_after"] == {"0": 0, "1": 0}
     assert_error(client.post("/predict", json={"texts": TEXTS}), 503, "NoLiveModelError")
-    assert client.get("/status").json()["ensemble_size"] == 0
+    assert client.get("/status", headers=READ).json()["ensemble_size"] == 0
 
 
 def _big_json(n_bytes: int) -> bytes:
@@ -176,12 +176,12 @@ def test_corrupted_checkpoint_shard_is_out_of_service(make_client, fitted_ws, ca
     path = fitted_ws.ws_.resolve(fitted_ws.ws_.ledger.checkpoint(bad).path)
     path.write_bytes(path.read_bytes()[:-7] + b"garbage")
     client = make_client()
-    st = client.get("/status").json()
+    st = client.get("/status", headers=READ).json()
     assert st["out_of_service"] == {"0": bad} and st["ensemble_size"] == 1
     r = client.post("/predict", json={"texts": TEXTS})
     assert r.status_code == 200 and r.json()["served"] == {"0": 0, "1": 3}
     assert any(rec.levelname == "ERROR" and bad in rec.getMessage() for rec in caplog.records)
-    assert client.get("/audit").json()["ok"] is False  # the audit names the file too
+    assert client.get("/audit", headers=READ).json()["ok"] is False  # the audit names the file too
 
 
 def test_openapi_lists_the_endpoints_and_models(client):
@@ -199,5 +199,9 @@ def test_openapi_lists_the_endpoints_and_models(client):
     assert forget["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/Receipt")
     assert forget["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert forget["security"] == [{"HTTPBearer": []}] and "security" not in paths["/predict"]["post"]
+    for path in ("/forget/{request_id}", "/status", "/audit", "/dashboard/data"):  # reads name requests: a token
+        assert paths[path]["get"]["security"] == [{"HTTPBearer": []}], path
+        assert paths[path]["get"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert "security" not in paths["/healthz"]["get"]
     assert schemas["PredictRequest"]["properties"]["texts"]["minItems"] == 1
     assert client.get("/docs").status_code == 200

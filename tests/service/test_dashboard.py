@@ -20,7 +20,7 @@ from s3t.service.dashboard import ACCURACY_FILE
 from s3t.service.plots import _ticks, accuracy_chart, capacity_chart
 from s3t.store.schema import Receipt as ReceiptRow
 from tests.fitted_copy import expected_entry, snapshot
-from tests.service.conftest import AUTH, TOKEN, train_ids
+from tests.service.conftest import AUTH, READ, READ_TOKEN, TOKEN, train_ids
 
 E0 = deletion_rate(2, 3, 3)  # m=2, L=3, B=3
 
@@ -47,7 +47,7 @@ def val_accuracy(est) -> float:
 
 
 def test_data_of_a_fresh_workspace(client, fitted_ws):
-    r = client.get("/dashboard/data")
+    r = client.get("/dashboard/data", headers=READ)
     assert r.status_code == 200, r.text
     d = r.json()
     grid = cells(d)
@@ -76,7 +76,7 @@ def test_data_of_a_fresh_workspace(client, fitted_ws):
 def test_grid_log_and_history_after_a_forget(client, fitted_ws):
     victim = train_ids(fitted_ws, 0, 1)[0]
     rc = client.post("/forget", json={"record_ids": [victim]}, headers=AUTH).json()
-    d = client.get("/dashboard/data").json()
+    d = client.get("/dashboard/data", headers=READ).json()
     grid = cells(d)
     seqs = fitted_ws.ws_.ledger.sequences()
     cut = {(0, j, k) for j, o in enumerate(seqs[0]) for k in range(1, 4) if 1 in o[:k]}
@@ -104,14 +104,14 @@ def test_grid_log_and_history_after_a_forget(client, fitted_ws):
 def test_retraining_then_retrained(client, fitted_ws):
     rc = client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 1, 2)[0]]}, headers=AUTH).json()
     fitted_ws.ws_.ledger.set_request_state([rc["request_id"]], "retraining")  # as a running retrain does
-    d = client.get("/dashboard/data").json()
+    d = client.get("/dashboard/data", headers=READ).json()
     states = {k: c["state"] for k, c in cells(d).items()}
     assert d["counts"]["retraining"] > 0 and d["counts"]["cut"] == 0
     assert {k for k, st in states.items() if st == "retraining"} == {
         (1, j, k) for j, o in enumerate(fitted_ws.ws_.ledger.sequences()[1]) for k in range(1, 4) if 2 in o[:k]}
     assert d["log"]["entries"][0]["state"] == "retraining"
     client.app.state.model.retrain()
-    d = client.get("/dashboard/data").json()
+    d = client.get("/dashboard/data", headers=READ).json()
     assert d["counts"]["cut"] == d["counts"]["retraining"] == 0 and d["summary"]["served"] == {"0": 3, "1": 3}
     assert d["log"]["entries"][0]["state"] == "retrained" and d["log"]["states"]["retrained"] == 1
     assert d["capacity"]["live_first_slices"] == 6 and d["history"][-1]["remaining_capacity"] == pytest.approx(E0)
@@ -121,12 +121,12 @@ def test_retraining_then_retrained(client, fitted_ws):
 def test_a_dead_shard_and_the_page(client, fitted_ws):
     ids = [train_ids(fitted_ws, 0, sl)[0] for sl in range(3)]  # every first slice of shard 0
     client.post("/forget", json={"record_ids": ids}, headers=AUTH)
-    d = client.get("/dashboard/data").json()
+    d = client.get("/dashboard/data", headers=READ).json()
     shard0 = d["grid"][0]
     assert shard0["served_stage"] == 0 and shard0["served_sequence"] is None
     assert all(c["state"] == "cut" for q in shard0["sequences"] for c in q["cells"])
     assert d["summary"]["live_shards"] == 1 and d["capacity"]["live_first_slices"] == 3
-    page = client.get("/").text
+    page = client.get("/dashboard/view", headers=READ).text
     assert "dead — retrain needed" in page and 'id="live-shards">1 / 2' in page
     assert page.count('data-state="cut"') == 9  # shard 0's cells; shard 1 is untouched
 
@@ -140,42 +140,49 @@ def test_a_tampered_receipt_breaks_the_chain_status(client, fitted_ws):
     with led.Session.begin() as s:
         s.execute(update(ReceiptRow).where(ReceiptRow.request_id == first["request_id"])
                   .values(body=json.dumps({**body, "record_ids": ["someone-else"]})))
-    d = client.get("/dashboard/data").json()
+    d = client.get("/dashboard/data", headers=READ).json()
     assert d["log"]["chain_ok"] is False and any(first["request_id"] in p for p in d["log"]["problems"])
     by_id = {e["request_id"]: e for e in d["log"]["entries"]}
     assert by_id[first["request_id"]]["chain_ok"] is False and by_id[first["request_id"]]["chain_problems"]
     assert [e["chain_ok"] for e in d["log"]["entries"]].count(True) == 1
-    page = client.get("/").text
+    page = client.get("/dashboard/view", headers=READ).text
     assert 'id="chain-status">BROKEN' in page and 'data-chain="broken"' in page
 
 
 def test_forget_from_the_page_needs_the_token_and_the_page_never_holds_it(client, fitted_ws):
     page = client.get("/")
     assert page.status_code == 200 and TOKEN not in page.text and 'type="password" id="token"' in page.text
+    assert 'type="password" id="read-token"' in page.text and READ_TOKEN not in page.text
     js = client.get("/dashboard/static/dashboard.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
-    assert '"Bearer " + token' in js.text and TOKEN not in js.text
+    assert '"Bearer " + token' in js.text and TOKEN not in js.text and READ_TOKEN not in js.text
     before = snapshot(fitted_ws)
     r = client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 0, 0)[0]]})  # what the page sends without a token
     assert r.status_code == 401 and snapshot(fitted_ws) == before
-    assert client.get("/dashboard/data").json()["log"]["total"] == 0
+    assert client.get("/dashboard/data", headers=READ).json()["log"]["total"] == 0
 
 
 def test_the_page_loads_nothing_from_elsewhere(client):
-    r = client.get("/")
-    assert r.headers["content-type"].startswith("text/html")
-    csp = r.headers["content-security-policy"]
-    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
-    refs = re.findall(r'(?:src|href)="([^"]*)"', r.text)
-    assert refs and all(ref.startswith("/") and not ref.startswith("//") for ref in refs), refs
-    assert "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in r.text
+    page, view = client.get("/"), client.get("/dashboard/view", headers=READ)
+    for r in (page, view):
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
+        assert r.headers["cache-control"] == "no-store" and r.headers["referrer-policy"] == "no-referrer"
+        refs = re.findall(r'(?:src|href)="([^"]*)"', r.text)
+        assert all(ref.startswith("/") and not ref.startswith("//") for ref in refs), refs
+        assert "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in r.text
+        assert "<script" not in r.text or r is page
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page.text)
+    assert {"/dashboard/static/dashboard.js", "/dashboard/static/dashboard.css"} <= set(refs)
     for ref in refs:
         if ref.startswith("/dashboard/static/"):
             assert client.get(ref).status_code == 200
     bad = client.get("/dashboard/static/../app.py")
     assert bad.status_code == 404
     assert client.get("/dashboard/static/nope.js").json()["error"]["type"] == "NotFound"
-    assert len(re.findall(r"<svg ", r.text)) == 2 and 'id="chart-accuracy"' in r.text and 'id="chart-capacity"' in r.text
+    assert len(re.findall(r"<svg ", view.text)) == 2 and 'id="chart-accuracy"' in view.text and 'id="chart-capacity"' in view.text
+    assert "<svg " not in page.text and "<table" not in page.text  # the shell shows nothing before the token
 
 
 def test_openapi_documents_the_data_endpoint(client):
@@ -187,20 +194,20 @@ def test_openapi_documents_the_data_endpoint(client):
         assert name in spec["components"]["schemas"], name
     assert set(spec["components"]["schemas"]["GridCell"]["properties"]["state"]["enum"]) == {
         "served", "trained", "cut", "retraining", "missing"}
-    bad = client.get("/dashboard/data", params={"accuracy": "maybe"})
+    bad = client.get("/dashboard/data", params={"accuracy": "maybe"}, headers=READ)
     assert bad.status_code == 422 and bad.json()["error"]["type"] == "ValidationError"
 
 
 def test_accuracy_is_cached_per_manifest_and_persisted(make_client, fitted_ws):
     client = make_client()
-    v1 = client.get("/dashboard/data").json()["history"][0]
+    v1 = client.get("/dashboard/data", headers=READ).json()["history"][0]
     cache = json.loads((fitted_ws.ws_.path / ACCURACY_FILE).read_text())["accuracy"]
     assert cache == {"1": v1["ensemble_accuracy"]} and v1["ensemble_accuracy"] is not None
     client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 0, 2)[0]]}, headers=AUTH)
-    lazy = client.get("/dashboard/data", params={"accuracy": "false"}).json()
+    lazy = client.get("/dashboard/data", params={"accuracy": "false"}, headers=READ).json()
     assert lazy["history"][-1]["ensemble_accuracy"] is None and lazy["summary"]["validation_accuracy"] is None
     assert len(json.loads((fitted_ws.ws_.path / ACCURACY_FILE).read_text())["accuracy"]) == 1  # not measured
-    again = make_client().get("/dashboard/data", params={"accuracy": "false"}).json()  # a restarted service
+    again = make_client().get("/dashboard/data", params={"accuracy": "false"}, headers=READ).json()  # a restarted service
     assert again["history"][0]["ensemble_accuracy"] == v1["ensemble_accuracy"]
 
 

@@ -1,9 +1,12 @@
 """The operator dashboard in a real headless browser (Debian's chromium + chromedriver, selenium).
 
 The service runs with uvicorn in a thread on 127.0.0.1 over a copy of the tiny fitted workspace.
-The browser loads ``/``, is refused a forget with a wrong token, forgets a record with the right
-one through the page's form, and the test checks the grid's cut cells and the deletion log
-against the ledger; then the audit button. A screenshot is saved into the test's tmp dir and,
+The browser loads ``/``: locked, it shows no grid and no log; a wrong read token is refused; the
+read token typed into the page shows the dashboard (and survives a reload, in sessionStorage).
+It is refused a forget with a wrong forget token, forgets a record with the right one through
+the page's form, and the test checks the grid's cut cells and the deletion log against the
+ledger; then the audit button; then Lock, and the ``/#token=…`` link (the fragment leaves the
+address bar at once). A screenshot is saved into the test's tmp dir and,
 when ``S3T_SCREENSHOT_DIR`` is set, there too. Without chromium the test skips, unless ``CI``
 is set: then a missing browser fails.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import AUTH, TOKEN, train_ids
+from tests.service.conftest import AUTH, READ, READ_TOKEN, TOKEN, train_ids
 
 CHROMIUM = os.environ.get("S3T_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("S3T_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -73,7 +76,7 @@ def server(fitted_ws):
 
     from s3t.service import create_app
 
-    app = create_app(fitted_ws.ws_.path, token=TOKEN, background=False)
+    app = create_app(fitted_ws.ws_.path, token=TOKEN, read_token=READ_TOKEN, background=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -113,13 +116,52 @@ def _save(driver, tmp_path: Path, name: str) -> Path:
     return shot
 
 
+def _ready(d) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(d, lambda drv: drv.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true", "its script ready")
+
+
+def _unlocked(d) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return d.find_element(By.ID, "live").get_attribute("data-locked") == "false"
+
+
+def _assert_locked(d) -> None:
+    from selenium.webdriver.common.by import By
+
+    assert d.find_element(By.ID, "live").get_attribute("data-locked") == "true"
+    assert not _cells(d) and not d.find_elements(By.CSS_SELECTOR, "#log tr[data-request]")
+    assert d.find_element(By.ID, "locked").is_displayed()
+    assert d.execute_script("return sessionStorage.getItem('s3t-read-token')") is None
+
+
 def test_dashboard_forget_via_the_page_in_a_browser(browser, server, fitted_ws, tmp_path):
     import httpx
     from selenium.webdriver.common.by import By
 
     d = browser
     d.get(server + "/")
-    _wait(d, lambda drv: drv.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true", "its script ready")
+    _ready(d)
+    _assert_locked(d)  # the open page shows nothing until the read token is given
+    _save(d, tmp_path, "dashboard-locked.png")
+
+    d.find_element(By.ID, "read-token").send_keys("not-the-read-token")
+    d.find_element(By.ID, "unlock").click()
+    _wait(d, lambda drv: drv.find_element(By.ID, "read-result").get_attribute("data-status") == "401", "the read 401")
+    assert "Unauthorized" in d.find_element(By.ID, "read-result").text
+    _assert_locked(d)
+
+    d.find_element(By.ID, "read-token").send_keys(READ_TOKEN)
+    d.find_element(By.ID, "unlock").click()
+    _wait(d, _unlocked, "the dashboard after the read token")
+    assert d.find_element(By.ID, "read-token").get_attribute("value") == ""  # not left in the field
+    assert d.execute_script("return sessionStorage.getItem('s3t-read-token')") == READ_TOKEN
+    assert d.find_element(By.ID, "bar-info").text == str(fitted_ws.ws_.path)
+    d.refresh()  # a reload in the same tab stays unlocked
+    _ready(d)
+    _wait(d, _unlocked, "the dashboard after a reload")
     seqs = fitted_ws.ws_.ledger.sequences()
     before = _cells(d)
     assert len(before) == 2 * 3 * 3 and set(before.values()) <= {"served", "trained"}
@@ -146,7 +188,8 @@ def test_dashboard_forget_via_the_page_in_a_browser(browser, server, fitted_ws, 
     expected_cut = {(0, j, k) for j, order in enumerate(seqs[0]) for k in range(1, 4) if 1 in order[:k]}
     assert {key for key, st in after.items() if st == "cut"} == expected_cut
     assert all(after[key] in ("served", "trained") for key in after if key not in expected_cut)
-    served = httpx.get(server + "/status").json()["served"]
+    assert httpx.get(server + "/status").status_code == 401
+    served = httpx.get(server + "/status", headers=READ).json()["served"]
     assert d.find_element(By.CSS_SELECTOR, '#served-prefixes .chip[data-shard="0"]').text == f"#0: {served['0']}/3"
     head = d.find_elements(By.CSS_SELECTOR, '#grid .cell.head[data-shard="0"]')
     assert len(head) == 1 and int(head[0].get_attribute("data-stage")) == served["0"] < 3
@@ -171,4 +214,23 @@ def test_dashboard_forget_via_the_page_in_a_browser(browser, server, fitted_ws, 
     # everything the page loaded came from this server
     urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(server + "/") for u in urls), urls
+    assert not any(READ_TOKEN in u or TOKEN in u for u in urls)  # tokens travel in headers only
     _save(d, tmp_path, "dashboard.png")
+
+    d.find_element(By.ID, "lock").click()  # Lock forgets the read token and hides everything
+    _assert_locked(d)
+    d.find_element(By.ID, "audit-run").click()
+    _wait(d, lambda drv: "read token" in drv.find_element(By.ID, "audit-result").text, "the audit refusal")
+
+    # the link form, /#token=…: the fragment never reaches the server and leaves the address bar at once;
+    # opened in this tab (same document, a hashchange), then in a fresh load
+    for how in ("same tab", "fresh load"):
+        if how == "fresh load":
+            d.find_element(By.ID, "lock").click()
+            _assert_locked(d)
+            d.get("about:blank")
+        d.get(server + "/#token=" + READ_TOKEN)
+        _ready(d)
+        _wait(d, _unlocked, f"the dashboard from the #token link ({how})")
+        assert READ_TOKEN not in d.current_url and d.execute_script("return location.hash") == ""
+        assert len(d.find_elements(By.CSS_SELECTOR, "#log tr[data-request]")) == 2

@@ -17,7 +17,7 @@ import httpx
 from s3t.service import worker as worker_module
 from s3t.service.auth import resolve_token
 from s3t.store.ledger import Ledger
-from tests.service.conftest import AUTH, train_ids, wait_for_state
+from tests.service.conftest import AUTH, READ, train_ids, wait_for_state
 
 TEXTS = ["a great film", "the plot was awful"]
 
@@ -28,17 +28,17 @@ def test_requeued_at_start_up_then_retrained_and_verified(make_client, fitted_ws
     rid = train_ids(fitted_ws, 0, 2)[0]
     rc = plain.post("/forget", json={"record_ids": [rid]}, headers=AUTH).json()
     time.sleep(0.5)
-    assert plain.get(f"/forget/{rc['request_id']}").json()["state"] == "served-exact"
+    assert plain.get(f"/forget/{rc['request_id']}", headers=READ).json()["state"] == "served-exact"
     plain.__exit__(None, None, None)  # "restart"
     served = make_client(background=True)
     seen = wait_for_state(served, rc["request_id"], "retrained")
     assert seen[-1] == "retrained" and seen[0] in ("served-exact", "retraining")
     assert seen == [s for s in ("served-exact", "retraining", "retrained") if s in seen]  # never backwards
-    st = served.get("/status").json()
+    st = served.get("/status", headers=READ).json()
     assert st["served"] == {"0": 3, "1": 3} and st["pending_retrains"] == [] and st["worker"]["runs"] == 1
     assert st["worker"]["last_report"]["requests"] == [rc["request_id"]]
     assert served.post("/predict", json={"texts": TEXTS}).json()["served"] == {"0": 3, "1": 3}
-    assert served.get("/audit").json()["ok"] is True
+    assert served.get("/audit", headers=READ).json()["ok"] is True
     cert = fitted_ws.verify(rc["request_id"])
     assert cert.ok, cert.mismatches
 
@@ -74,10 +74,10 @@ def test_audit_waits_for_a_running_retrain(make_client, fitted_ws):
     worker = client.app.state.worker
     rc = client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 1, 1)[0]]}, headers=AUTH).json()
     wait_busy(worker)
-    audit = client.get("/audit").json()
+    audit = client.get("/audit", headers=READ).json()
     assert worker.runs == 1  # it waited for the retrain (and its swap) to finish
     assert audit["ok"] is True and audit["retraining"] is False
-    assert client.get(f"/forget/{rc['request_id']}").json()["state"] == "retrained"
+    assert client.get(f"/forget/{rc['request_id']}", headers=READ).json()["state"] == "retrained"
 
 
 def test_shutdown_during_a_retrain_keeps_the_request_queued_and_the_workspace_consistent(make_client, fitted_ws):
@@ -150,8 +150,8 @@ def test_a_failed_retrain_is_logged_and_retried(make_client, fitted_ws, monkeypa
 def test_start_up_finishes_a_half_done_swap(make_client, fitted_ws, monkeypatch):
     half_done_swap(fitted_ws, monkeypatch)
     client = make_client()
-    assert client.get("/status").json()["served"] == {"0": 3, "1": 3}
-    assert client.get("/audit").json()["ok"] is True
+    assert client.get("/status", headers=READ).json()["served"] == {"0": 3, "1": 3}
+    assert client.get("/audit", headers=READ).json()["ok"] is True
 
 
 def test_token_order_and_generated_file(tmp_path, monkeypatch, caplog):

@@ -1,8 +1,11 @@
 """The HTTP service: ``create_app(workspace)`` returns a FastAPI app (testable without a server).
 
-Endpoints: ``POST /predict``, ``POST /forget`` (bearer token), ``GET /forget/{request_id}``,
-``GET /status``, ``GET /audit``, ``GET /healthz``; docs at ``/docs``; the operator dashboard at
-``/`` (see :mod:`s3t.service.web`). Every error has one
+Endpoints: ``POST /predict``, ``POST /forget`` (forget token), ``GET /forget/{request_id}``,
+``GET /status``, ``GET /audit`` (read token), ``GET /healthz``; docs at ``/docs``; the operator
+dashboard at ``/`` (see :mod:`s3t.service.web`). Everything that names a request, a record or a
+subject (receipts, request state, the deletion log, status, audit details) needs the read token
+or the forget token (:mod:`s3t.service.auth`); ``/predict`` and ``/healthz`` are open unless
+``protect_predict``. Every error has one
 JSON shape, ``{"error": {"type": ..., "message": ...}}``, mapped from :mod:`s3t.errors` here.
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so a prediction never
 blocks the event loop and never waits for a retrain (see :mod:`s3t.service.worker`).
@@ -29,7 +32,7 @@ from ..estimator import S3T
 from ..forget import Receipt as ReceiptRecord
 from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
-from .auth import require_token, resolve_token
+from .auth import require_token, resolve_read_token, resolve_token
 from .web import add_dashboard
 from .worker import RetrainWorker, pending_requests, recover_on_startup
 
@@ -48,6 +51,7 @@ STATUS = {  # first match along the exception's MRO wins; other S3TErrors are 50
     errors.IntegrityError: 500,
 }
 ERRORS = {code: {"model": sc.ErrorResponse} for code in (404, 409, 422, 500, 503)}
+AUTH_ERRORS = {401: {"model": sc.ErrorResponse}, **ERRORS}
 
 
 def error_response(status: int, kind: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -102,15 +106,19 @@ def _receipt_out(receipt: ReceiptRecord, state: str, created: bool) -> sc.Receip
 
 
 def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[str] = None, background: bool = True,
-               retrain_interval: float = 30.0) -> FastAPI:
+               retrain_interval: float = 30.0, read_token: Optional[str] = None, protect_predict: bool = False) -> FastAPI:
     """Build the service over a trained workspace (loaded and recovered now; errors raise here).
 
     ``token``: bearer token for POST /forget (else ``S3T_TOKEN``, else ``WORKSPACE/token``,
-    generated if missing). ``background``: retrain cut stages after forgets in a background
+    generated if missing). ``read_token``: bearer token for reads (else ``S3T_READ_TOKEN``, else
+    ``WORKSPACE/read_token``, generated if missing); the forget token reads too.
+    ``protect_predict``: /predict needs a read (or forget) token as well.
+    ``background``: retrain cut stages after forgets in a background
     thread (else leave it to ``s3t retrain``). ``retrain_interval``: seconds between retries.
     """
     model = S3T.load(workspace, db=db)
     secret = resolve_token(model.ws_.path, token)
+    reader = Depends(require_token(resolve_read_token(model.ws_.path, read_token), secret))
     mutate = threading.Lock()  # in-process file steps of forgets and of post-retrain swaps take turns
 
     def after_retrain() -> None:
@@ -157,7 +165,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         kind = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
         return error_response(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.post("/predict", response_model=sc.PredictResponse, responses=ERRORS, summary="Classify texts with the served ensemble")
+    @app.post("/predict", response_model=sc.PredictResponse, summary="Classify texts with the served ensemble",
+              dependencies=[reader] if protect_predict else [], responses=AUTH_ERRORS if protect_predict else ERRORS)
     def predict(req: sc.PredictRequest) -> sc.PredictResponse:
         ens = model.ensemble_
         for _ in range(5):  # the member table this prediction used (retry if swapped meanwhile)
@@ -172,7 +181,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         )
 
     @app.post("/forget", status_code=202, response_model=sc.Receipt, summary="Forget records (exact now, retrained later)",
-              dependencies=[Depends(require_token(secret))], responses={401: {"model": sc.ErrorResponse}, **ERRORS})
+              dependencies=[Depends(require_token(secret))], responses=AUTH_ERRORS)
     def forget(req: sc.ForgetRequest) -> sc.Receipt:
         with mutate:
             receipt = model.forget(record_ids=req.record_ids, subject=req.subject)
@@ -181,7 +190,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         state = model.ws_.ledger.request_state(receipt.request_id) or "served-exact"
         return _receipt_out(receipt, state, receipt.created)
 
-    @app.get("/forget/{request_id}", response_model=sc.ForgetState, responses=ERRORS, summary="State of a forget request")
+    @app.get("/forget/{request_id}", response_model=sc.ForgetState, responses=AUTH_ERRORS, dependencies=[reader],
+             summary="State of a forget request (read token)")
     def forget_state(request_id: str) -> sc.ForgetState:
         ledger = model.ws_.ledger
         with ledger.Session() as s:
@@ -192,7 +202,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         state = ledger.request_state(request_id)
         return sc.ForgetState(request_id=request_id, state=state, receipt=_receipt_out(receipt, state, False))
 
-    @app.get("/status", response_model=sc.StatusResponse, responses=ERRORS, summary="Shards, served prefixes, pending retrains")
+    @app.get("/status", response_model=sc.StatusResponse, responses=AUTH_ERRORS, dependencies=[reader],
+             summary="Shards, served prefixes, pending retrains (read token: names requests)")
     def status() -> sc.StatusResponse:
         ens = model.ensemble_
         return sc.StatusResponse(
@@ -201,7 +212,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
             pending_retrains=pending_requests(model), worker=_worker_status(worker),
         )
 
-    @app.get("/audit", response_model=sc.AuditResponse, responses=ERRORS, summary="The checks of `s3t audit`")
+    @app.get("/audit", response_model=sc.AuditResponse, responses=AUTH_ERRORS, dependencies=[reader],
+             summary="The checks of `s3t audit` (read token: failures name records and requests)")
     def audit() -> sc.AuditResponse:
         if worker is None:
             return sc.AuditResponse(**model.audit().to_dict(), retraining=False)
@@ -212,7 +224,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     def healthz() -> sc.Health:
         return sc.Health()
 
-    add_dashboard(app, model, lambda: _worker_status(worker), lambda: pending_requests(model))
+    add_dashboard(app, model, lambda: _worker_status(worker), lambda: pending_requests(model), reader)
     return app
 
 

@@ -1,16 +1,20 @@
-"""The operator dashboard's routes: ``GET /`` (HTML page), ``GET /dashboard/data`` (its data as
-JSON) and ``GET /dashboard/static/{name}`` (the page's CSS and JavaScript, shipped in the package).
+"""The operator dashboard's routes: ``GET /`` (the page's shell, open), ``GET /dashboard/view``
+(the page's live part as HTML) and ``GET /dashboard/data`` (its data as JSON), both behind the
+read token, and ``GET /dashboard/static/{name}`` (the page's CSS and JavaScript, in the package).
 
-The page is rendered server-side (jinja2, autoescaped) with inline SVG plots; its small script
-refreshes it in place, runs ``GET /audit`` and sends ``POST /forget`` with the bearer token the
-operator types (the token is never put into the page). Nothing is fetched from elsewhere: the
-Content-Security-Policy allows this origin only.
+The shell names nobody: no grid, no log, no workspace path. Its script takes the read token from
+a ``#token=…`` URL fragment (never sent to the server or written to its logs; removed from the
+address bar and history at once) or from the operator typing it, keeps it in the tab's
+``sessionStorage`` and fetches ``/dashboard/view`` with ``Authorization: Bearer``. The view is
+rendered server-side (jinja2, autoescaped) with inline SVG plots. The script also runs
+``GET /audit`` (read token) and sends ``POST /forget`` with the forget token the operator types
+(never stored). Nothing is fetched from elsewhere: the Content-Security-Policy allows this origin only.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import Callable
+from typing import Any, Callable
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
@@ -32,17 +36,21 @@ SECURITY_HEADERS = {
 }
 
 
-def add_dashboard(app: FastAPI, model, worker_status: Callable[[], WorkerStatus], pending: Callable[[], list[str]]) -> None:
-    """Register the dashboard routes on ``app`` (``model``: the service's loaded S3T)."""
+def add_dashboard(app: FastAPI, model, worker_status: Callable[[], WorkerStatus], pending: Callable[[], list[str]],
+                  reader: Any) -> None:
+    """Register the dashboard routes on ``app`` (``model``: the service's loaded S3T; ``reader``:
+    the ``Depends`` that admits a read or forget token)."""
     cache = AccuracyCache(model.ws_.path / ACCURACY_FILE)
     env = Environment(loader=PackageLoader("s3t.service", "templates"), autoescape=select_autoescape(["html"]))
     static = {name: resources.files("s3t.service").joinpath("static", name).read_bytes() for name in STATIC}
+    shell = env.get_template("dashboard.html").render()
 
     def data(accuracy: bool = True) -> ds.DashboardData:
         return build(model, worker_status(), pending(), cache, measure=accuracy)
 
-    @app.get("/dashboard/data", response_model=ds.DashboardData, summary="Everything the operator dashboard shows",
-             responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}})
+    @app.get("/dashboard/data", response_model=ds.DashboardData, dependencies=[reader],
+             summary="Everything the operator dashboard shows (read token)",
+             responses={code: {"model": ErrorResponse} for code in (401, 422, 500)})
     def dashboard_data(
         accuracy: bool = Query(True, description="Measure the served ensemble's validation accuracy if this manifest "
                                                  "version was not measured yet (cached per version)."),
@@ -53,8 +61,12 @@ def add_dashboard(app: FastAPI, model, worker_status: Callable[[], WorkerStatus]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard_page() -> HTMLResponse:
+        return HTMLResponse(shell, headers=SECURITY_HEADERS)
+
+    @app.get("/dashboard/view", response_class=HTMLResponse, include_in_schema=False, dependencies=[reader])
+    def dashboard_view() -> HTMLResponse:
         d = data()
-        html = env.get_template("dashboard.html").render(
+        html = env.get_template("dashboard_live.html").render(
             d=d, accuracy_svg=Markup(accuracy_chart(d.history, d.summary.validation_accuracy)),
             capacity_svg=Markup(capacity_chart(d.history, d.capacity)),
         )

@@ -1,9 +1,47 @@
-// s3t operator dashboard: refresh in place, run the audit, forget with a bearer token.
-// The token lives only in the password field of this page: it is never stored or sent anywhere
-// but in the Authorization header of POST /forget to this same origin.
+// s3t operator dashboard: show the live view with the read token, refresh it in place, run the
+// audit, forget with the forget token.
+// Read token: taken from a #token=… URL fragment (never sent to the server; removed from the
+// address bar and history at once) or typed into the page; kept in this tab's sessionStorage
+// (gone when the tab closes, or on Lock); sent only in the Authorization header of GET requests
+// to this same origin. A 401 drops it. The forget token lives only in its password field: never
+// stored, sent only in the Authorization header of POST /forget.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const READ_KEY = "s3t-read-token";
+let readToken = null;
+
+function loadReadToken() {
+  const m = /(?:^#|&)token=([^&]*)/.exec(window.location.hash);
+  if (m) {
+    try { readToken = decodeURIComponent(m[1]) || null; } catch (e) { readToken = null; }
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (readToken) sessionStorage.setItem(READ_KEY, readToken);
+    return;
+  }
+  readToken = sessionStorage.getItem(READ_KEY);
+}
+
+function readHeaders(extra) {
+  return Object.assign({}, extra || {}, readToken ? { Authorization: "Bearer " + readToken } : {});
+}
+
+let lockedPanel = null;
+
+function lock(message, status) {
+  readToken = null;
+  sessionStorage.removeItem(READ_KEY);
+  const live = $("live");
+  live.replaceChildren(lockedPanel.cloneNode(true));
+  for (const a of ["data-manifest", "data-generated", "data-workspace"]) live.removeAttribute(a);
+  live.dataset.locked = "true";
+  $("bar-info").textContent = "";
+  document.title = "s3t dashboard";
+  const out = $("read-result");
+  out.className = message ? "result err" : "result";
+  out.textContent = message || "";
+  if (status) out.dataset.status = String(status); else out.removeAttribute("data-status");
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -13,14 +51,37 @@ function el(tag, cls, text) {
 }
 
 async function refresh() {
-  const r = await fetch("/", { cache: "no-store", headers: { Accept: "text/html" } });
+  if (!readToken) { lock("Enter the read token to see the dashboard."); return; }
+  const r = await fetch("/dashboard/view", { cache: "no-store", headers: readHeaders({ Accept: "text/html" }) });
+  if (r.status === 401) {
+    let body = null;
+    try { body = await r.json(); } catch (e) { body = null; }
+    lock("Refused — " + errorText(body, r.status), 401);
+    return;
+  }
   if (!r.ok) throw new Error("refresh failed: HTTP " + r.status);
   const doc = new DOMParser().parseFromString(await r.text(), "text/html");
   const fresh = doc.getElementById("live");
   const live = $("live");
   live.replaceChildren(...Array.from(fresh.childNodes).map((n) => document.importNode(n, true)));
-  for (const a of ["data-manifest", "data-generated"]) live.setAttribute(a, fresh.getAttribute(a));
+  for (const a of ["data-manifest", "data-generated", "data-workspace"]) live.setAttribute(a, fresh.getAttribute(a));
+  live.dataset.locked = "false";
+  $("bar-info").textContent = fresh.getAttribute("data-workspace") || "";
   document.title = doc.title;
+  const out = $("read-result");
+  out.className = "result ok";
+  out.dataset.status = "200";
+  out.textContent = "Showing manifest v" + fresh.getAttribute("data-manifest") + ".";
+}
+
+async function unlock(ev) {
+  ev.preventDefault();
+  const token = $("read-token").value.trim();
+  $("read-token").value = "";
+  if (!token) { lock("Enter the read token."); return; }
+  readToken = token;
+  sessionStorage.setItem(READ_KEY, token);
+  try { await refresh(); } catch (e) { $("read-result").className = "result err"; $("read-result").textContent = String(e); }
 }
 
 function errorText(body, status) {
@@ -83,9 +144,11 @@ async function audit() {
   out.removeAttribute("data-ok");
   out.textContent = "Running the audit…";
   try {
-    const r = await fetch("/audit", { cache: "no-store" });
+    if (!readToken) { out.className = "result err"; out.textContent = "Enter the read token first."; return; }
+    const r = await fetch("/audit", { cache: "no-store", headers: readHeaders() });
     const body = await r.json();
-    if (!r.ok) { out.className = "result err"; out.textContent = errorText(body, r.status); return; }
+    if (r.status === 401) { lock("Refused — " + errorText(body, r.status), 401); }
+    if (!r.ok) { out.className = "result err"; out.dataset.status = String(r.status); out.textContent = errorText(body, r.status); return; }
     out.className = "result " + (body.ok ? "ok" : "err");
     out.dataset.ok = String(body.ok);
     const list = el("ul");
@@ -108,6 +171,15 @@ async function audit() {
 
 let timer = null;
 document.addEventListener("DOMContentLoaded", () => {
+  lockedPanel = $("locked").cloneNode(true);
+  loadReadToken();
+  $("read-form").addEventListener("submit", unlock);
+  window.addEventListener("hashchange", () => {  // a #token= link opened in a tab already on this page
+    if (!/(?:^#|&)token=/.test(window.location.hash)) return;
+    loadReadToken();
+    refresh().catch((e) => console.error(e));
+  });
+  $("lock").addEventListener("click", () => lock(""));
   $("forget-form").addEventListener("submit", forget);
   $("audit-run").addEventListener("click", audit);
   $("refresh").addEventListener("click", () => refresh().catch((e) => console.error(e)));
@@ -115,5 +187,6 @@ document.addEventListener("DOMContentLoaded", () => {
     if (timer) { clearInterval(timer); timer = null; }
     if (ev.target.checked) timer = setInterval(() => refresh().catch((e) => console.error(e)), 5000);
   });
-  document.body.dataset.ready = "true";
+  const ready = () => { document.body.dataset.ready = "true"; };
+  if (readToken) refresh().catch((e) => console.error(e)).finally(ready); else ready();
 });
