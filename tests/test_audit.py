@@ -11,7 +11,7 @@ from s3t.store.ledger import canonical
 from s3t.store.schema import Receipt as ReceiptRow, Record
 from tests.fitted_copy import fitted_template, fitted_ws, record_in  # noqa: F401  (fixtures)
 
-CHECKS = ["lineage", "history", "rule", "mirror", "files", "erasure", "receipts"]
+CHECKS = ["lineage", "history", "rule", "mirror", "files", "erasure", "receipts", "physical"]
 
 
 def by_name(report) -> dict:
@@ -182,3 +182,13 @@ def test_a_past_manifest_that_served_a_cut_checkpoint_fails_history_even_when_th
     with led.Session() as s:
         assert s.get(Manifest, receipt.body["manifest_version"] - 1).body == canonical(clean_before)
     assert f"manifest v{receipt.body['manifest_version'] - 1} " not in detail
+
+
+def test_a_forget_whose_wal_was_not_truncated_fails_physical(fitted_ws):
+    fitted_ws.forget([record_in(fitted_ws, 0, 0)])
+    assert fitted_ws.flush()
+    assert audit(fitted_ws.ws_).ok
+    (fitted_ws.ws_.path / "erasure.json").unlink()  # as if the background step never ran
+    report = audit(fitted_ws.ws_)
+    assert failed(report) == {"physical"}
+    assert "WAL was not truncated after receipt 1" in by_name(report)["physical"].detail

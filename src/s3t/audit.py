@@ -10,6 +10,8 @@ mirror       served.json equals the latest manifest in the ledger
 files        every live checkpoint file exists and matches its sha256
 erasure      no file of a cut checkpoint remains; deleted records' texts are erased
 receipts     the receipt hash chain verifies
+physical     SQLite: secure_delete is on and the WAL was truncated after the last forget (no page
+             image from before an erasure is left); PostgreSQL: reported, not checked at byte level
 """
 
 from __future__ import annotations
@@ -82,6 +84,24 @@ def history_violations(ledger: Any, s: Any) -> list[str]:
     return problems
 
 
+def physical_problems(ws: Workspace, last_seq: int) -> tuple[list[str], str]:
+    """Problems with the physical erasure of forgotten content in the ledger's own files."""
+    ledger = ws.ledger
+    if ledger.dialect != "sqlite":
+        return [], (f"{ledger.dialect}: each forget VACUUMs the touched tables; the server's own WAL and "
+                    "backups are outside s3t (README: Guarantees and threat model)")
+    problems = []
+    with ledger.engine.connect() as conn:
+        if conn.exec_driver_sql("PRAGMA secure_delete").scalar() != 1:
+            problems.append("SQLite secure_delete is off: freed pages may keep erased text")
+    done = ws.erased_through()
+    if done < last_seq:
+        problems.append(f"the ledger's WAL was not truncated after receipt {last_seq} (last done after {done}): "
+                        "page images from before the erasure may remain")
+    return problems, (f"secure_delete on; WAL truncated after the last of {last_seq} forget(s)"
+                      if last_seq else "secure_delete on; nothing forgotten yet")
+
+
 def audit(ws: Workspace) -> AuditReport:
     """Run every check; never raises on a failed check (see ``AuditReport.ok``)."""
     report = AuditReport()
@@ -132,4 +152,5 @@ def audit(ws: Workspace) -> AuditReport:
     report.add("erasure", erase_problems, f"{len(checkpoints) - live} cut checkpoint file(s) erased; deleted texts erased")
     chain = receipts(ledger)
     report.add("receipts", verify_chain(chain), f"{len(chain)} receipt(s), hash chain verifies")
+    report.add("physical", *physical_problems(ws, len(chain)))
     return report

@@ -296,6 +296,7 @@ class S3T:
             if getattr(self, "_ensemble", None) is not None:
                 self._sync(version, body)
             self.ws_.purge_tainted()
+            self.ws_.erase_residue()
         log.info("forget %s applied in %.1f ms", receipt.request_id, 1000 * (time.perf_counter() - start))
         return receipt
 
@@ -310,6 +311,7 @@ class S3T:
         """A committed forget's file steps: the mirror (the ledger's latest manifest), then the cut files."""
         self.ws_.sync_served()
         self.ws_.erase_files(cut_paths)
+        self.ws_.erase_residue()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the file steps of earlier forgets are done (cut checkpoint files erased,

@@ -96,6 +96,7 @@ def _sqlite_connect(lock_timeout: float):
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA secure_delete=ON")  # freed and overwritten content is zeroed, not left in free pages
         cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
         cur.close()
 
@@ -137,6 +138,33 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def erase_residue(self, attempts: int = 20) -> bool:
+        """Physically remove erased content the database still holds in its own files.
+
+        SQLite: ``secure_delete`` (set on every connection) zeroes what an UPDATE/DELETE frees,
+        but the WAL keeps the page images written before it; a ``wal_checkpoint(TRUNCATE)``
+        copies the current pages into the database file and empties the WAL. It needs no reader
+        on an older snapshot, so it is retried briefly. PostgreSQL: ``VACUUM`` of the tables a
+        forget touches, so dead tuples are removed (the server's own WAL is outside our reach:
+        see the README's threat model). True when done.
+        """
+        if self.dialect == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM records, validation_scores")
+            return True
+        import time
+
+        raw = self.engine.raw_connection()
+        try:
+            for _ in range(attempts):
+                busy, _log, _done = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return True
+                time.sleep(0.05)
+            return False
+        finally:
+            raw.close()
 
     @contextmanager
     def write(self) -> Iterator[Session]:

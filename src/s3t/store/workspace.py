@@ -7,6 +7,7 @@ Layout::
       workspace.json           ledger URL (SQLite file in the workspace by default)
       ledger.sqlite            the ledger (source of truth)
       served.json              mirror of the latest served manifest (atomic rename)
+      erasure.json             the last receipt whose erased content was physically removed from the ledger files
       checkpoints/shard-S/ID.safetensors
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger("s3t")
 CONFIG_FILE = "s3t.json"
 WORKSPACE_FILE = "workspace.json"
 SERVED_FILE = "served.json"
+ERASURE_FILE = "erasure.json"
 _SERVED_THREAD_LOCK = threading.Lock()  # flock is per open file; this orders the threads of one process
 STAGING_DIR = "checkpoints/.staging"
 
@@ -170,6 +172,35 @@ class Workspace:
         self.ledger.mark_purged(c.id for c in todo if not c.purged)
         return erased
 
+    def erase_residue(self) -> bool:
+        """Remove erased content from the ledger's own files (SQLite WAL truncate, PostgreSQL VACUUM)
+        and record in ``erasure.json`` the last receipt this covered (kept monotone across processes)."""
+        from sqlalchemy import func, select
+
+        from .schema import Receipt
+
+        with self.ledger.Session() as s:
+            seq = s.scalar(select(func.max(Receipt.seq))) or 0
+        if not self.ledger.erase_residue():
+            log.warning("could not truncate the ledger's WAL (a reader held an old snapshot); retried on the next forget")
+            return False
+        with open(self.path / "erasure.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                done = self.erased_through()
+                if seq > done:
+                    atomic_write_bytes(self.path / ERASURE_FILE, json.dumps({"receipt_seq": seq}).encode() + b"\n")
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+    def erased_through(self) -> int:
+        """The receipt sequence number up to which erased content was removed from the ledger files."""
+        try:
+            return int(json.loads((self.path / ERASURE_FILE).read_text())["receipt_seq"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
     def erase_files(self, paths: Iterable[str]) -> None:
         """Unlink checkpoint files (workspace-relative paths); missing files are fine."""
         for path in paths:
@@ -189,6 +220,8 @@ class Workspace:
         purged = self.purge_tainted()
         if purged:
             log.info("recovery: erased %d checkpoint file(s) cut by deletions", len(purged))
+        if self.ledger.initialised:
+            self.erase_residue()  # a forget whose background steps never ran
         if self.ledger.initialised and self.ledger.latest_manifest()[0]:
             # stages registered by an interrupted retrain are swapped in (the rule decides)
             self.ledger.refresh_manifest("recovery")

@@ -1,0 +1,40 @@
+"""Physical erasure: after a forget (and ``flush``), no byte under the workspace holds a forgotten
+text — not the ledger file, not its WAL or shared memory, not a checkpoint, log or cache.
+
+Each text carries a unique marker word, so a hit can only be the forgotten record itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from s3t import S3T
+from tests.conftest import tiny_config, toy_rows
+
+
+def marked(rows: list[dict]) -> list[dict]:
+    return [{**r, "text": f"{r['text']} zq{secrets.token_hex(6)}"} for r in rows]
+
+
+def every_file_bytes(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_forgotten_texts_leave_no_byte_under_the_workspace(tmp_path, tiny_model):
+    train, val = marked(toy_rows(120, seed=21, subjects=10)), marked(toy_rows(40, seed=22, subjects=10))
+    est = S3T(tiny_config(tiny_model, epochs=1), workspace=tmp_path / "ws").fit(train, validation=val)
+    est.forget(subject="user4")  # training and validation rows of one person
+    singles = [r["id"] for r in train if r.get("subject") not in ("user4",)][:3]
+    est.forget(record_ids=singles)
+    assert est.flush(60)
+    gone = [r["text"] for r in train + val if r.get("subject") == "user4" or r["id"] in singles]
+    kept = [r["text"] for r in train if r.get("subject") != "user4" and r["id"] not in singles]
+    files = every_file_bytes(est.ws_.path)
+    assert "ledger.sqlite" in files
+    found = [(name, text) for text in gone for name, data in files.items() if text.encode() in data]
+    assert found == [], found[:5]
+    # the grep can find a text: the ones still held are in the ledger
+    assert any(kept[0].encode() in data for data in files.values())
+    report = est.audit()
+    assert report.ok and "physical" in {c.name for c in report.checks}, report.to_dict()
+    est.ws_.ledger.close()
