@@ -46,6 +46,7 @@ STATUS = {  # first match along the exception's MRO wins; other S3TErrors are 50
     errors.DataError: 422,
     errors.ConfigError: 422,
     errors.NoLiveModelError: 503,
+    errors.LedgerBusyError: 503,  # another process held the ledger's write lock too long: retry
     errors.NotFittedError: 409,
     errors.WorkspaceError: 409,
     errors.IntegrityError: 500,
