@@ -14,7 +14,8 @@ from s3t.cli import app
 from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
 
 runner = CliRunner()
-COMMANDS = ["train", "predict", "forget", "status", "audit", "retrain", "verify", "simulate", "demo", "serve"]
+COMMANDS = ["train", "predict", "forget", "status", "audit", "retrain", "verify", "rotate-secret", "simulate", "demo",
+            "serve"]
 
 
 def run_main(*args: str) -> subprocess.CompletedProcess:

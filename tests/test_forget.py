@@ -309,14 +309,23 @@ def test_receipts_are_hash_chained(fitted_ws):
 # -- erasure -----------------------------------------------------------------------------------------
 
 
-def test_record_text_is_erased_but_its_hash_kept(fitted_ws, fitted_template):
+def test_record_text_and_its_fingerprint_are_erased_and_the_others_keep_keyed_ones(fitted_ws, fitted_template):
+    """The forgotten text leaves no fingerprint at all; every kept text keeps its HMAC under the
+    workspace secret (never a plain sha256: issue 15, a guessed text could be confirmed from it)."""
+    from s3t.store.secret import fingerprint
+
     rid = record_in(fitted_ws, 1, 1)
+    before = {r.id: r.text_hmac for r in fitted_ws.ws_.ledger.records("train")}
+    assert before[rid] is not None
     fitted_ws.forget([rid])
     rows = {r.id: r for r in fitted_ws.ws_.ledger.records("train")}
-    assert rows[rid].text is None
-    assert rows[rid].text_sha256 == hashlib.sha256(fitted_template.texts[rid].encode("utf-8")).hexdigest()
+    assert rows[rid].text is None and rows[rid].text_hmac is None
     others = {i: r.text for i, r in rows.items() if i != rid}
     assert others == {i: fitted_template.texts[i] for i in others}
+    key = fitted_ws.ws_.secret()
+    for i in others:
+        assert rows[i].text_hmac == before[i] == fingerprint(key, fitted_template.texts[i])
+        assert rows[i].text_hmac != hashlib.sha256(fitted_template.texts[i].encode("utf-8")).hexdigest()
 
 
 def test_cut_checkpoint_files_are_deleted(fitted_ws):

@@ -8,7 +8,7 @@ history      no manifest version ever committed served a checkpoint whose lineag
 rule         the latest served manifest is what the serving rule gives now
 mirror       served.json equals the latest manifest in the ledger
 files        every live checkpoint file exists and matches its sha256
-erasure      no file of a cut checkpoint remains; deleted records' texts are erased
+erasure      no file of a cut checkpoint remains; deleted records' texts and fingerprints are erased
 receipts     the receipt hash chain verifies
 physical     SQLite: secure_delete is on and the WAL was truncated after the last forget (no page
              image from before an erasure is left); PostgreSQL: reported, not checked at byte level
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from .forget import receipts, verify_chain
 from .store.atomic import sha256_file
@@ -128,7 +128,8 @@ def audit(ws: Workspace) -> AuditReport:
             [] if canonical(expected) == canonical(manifest) else [f"manifest v{version} is not what the serving rule gives now"],
             f"manifest v{version} matches the serving rule",
         )
-        erased_texts = list(s.scalars(select(Record.id).join(Deletion, Deletion.record_id == Record.id).where(Record.text.is_not(None))))
+        erased_texts = list(s.scalars(select(Record.id).join(Deletion, Deletion.record_id == Record.id)
+                                      .where(or_(Record.text.is_not(None), Record.text_hmac.is_not(None)))))
     mirror = ws.read_served()
     mirror_problems = []
     if version and (mirror is None or mirror.get("version") != version or canonical({"shards": mirror.get("shards")}) != canonical(manifest)):
@@ -148,8 +149,9 @@ def audit(ws: Workspace) -> AuditReport:
             file_problems.append(f"{c.id}: sha256 mismatch (file changed on disk)")
     live = sum(1 for c in checkpoints if c.id not in tainted and not c.purged)
     report.add("files", file_problems, f"{live} live checkpoint file(s) match their sha256")
-    erase_problems += [f"record {rid}: text not erased" for rid in erased_texts]
-    report.add("erasure", erase_problems, f"{len(checkpoints) - live} cut checkpoint file(s) erased; deleted texts erased")
+    erase_problems += [f"record {rid}: text or its fingerprint not erased" for rid in erased_texts]
+    report.add("erasure", erase_problems,
+               f"{len(checkpoints) - live} cut checkpoint file(s) erased; deleted texts and their fingerprints erased")
     chain = receipts(ledger)
     report.add("receipts", verify_chain(chain), f"{len(chain)} receipt(s), hash chain verifies")
     report.add("physical", *physical_problems(ws, len(chain)))

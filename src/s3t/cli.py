@@ -252,6 +252,25 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command("rotate-secret")
+def rotate_secret(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt) -> None:
+    """Make a new workspace secret and re-key the ledger's text fingerprints with it, in one transaction.
+
+    The secret (WORKSPACE/secret, mode 0600) keys the fingerprints of the texts still held;
+    forgotten records keep none. With S3T_SECRET set, set the new value first: the command
+    re-keys with it. Back up the new secret afterwards.
+
+    Example: s3t rotate-secret -w ws
+    """
+    from .store.secret import rotate_secret as rotate
+    from .store.workspace import Workspace
+
+    report = rotate(Workspace(workspace, db_url=db))
+    _emit(report.to_dict(), as_json, lambda d: out.print(
+        f"[green]rotated[/] the workspace secret ({d['source']}): {d['rekeyed']} live fingerprint(s) re-keyed; "
+        "back up the new secret"))
+
+
 @app.command()
 def simulate(
     shards: int = typer.Option(5, "--shards", "-m"),

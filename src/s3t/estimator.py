@@ -135,12 +135,15 @@ class S3T:
         """
         config = self.config or S3TConfig()
         train = to_records(data)
-        val = to_records(validation, label_names=train.label_names) if validation is not None else None
+        # rows without ids get position ids (s3t.data.records.derived_id): row-N, and val-N for validation
+        val = to_records(validation, label_names=train.label_names, id_prefix="val-") if validation is not None else None
         plan = config.plan
         if len(train) < plan.shards * plan.slices:
             raise DataError(f"{len(train)} training records cannot fill {plan.shards} shards x {plan.slices} slices")
         if val is not None and set(val.ids) & set(train.ids):
-            raise DataError("validation ids overlap training ids; give disjoint sets")
+            both = sorted(set(val.ids) & set(train.ids))
+            raise DataError(f"validation ids overlap training ids ({', '.join(both[:3])}); give disjoint sets (a RecordSet "
+                            "built from rows without ids: to_records(validation, id_prefix='val-'), or pass the rows)")
 
         from .train.backbone import load_backbone
         from .train.layers import layer_groups

@@ -56,7 +56,7 @@ _UNSCORED = (update(Checkpoint).where(Checkpoint.val_accuracy.is_not(None),
              .values(val_accuracy=None).execution_options(synchronize_session=False))
 _Q_LAST_RECEIPT = select(ReceiptRow.seq, ReceiptRow.hash).order_by(ReceiptRow.seq.desc()).limit(1)
 _INS_REQUEST, _INS_DELETION, _INS_RECEIPT = insert(DeletionRequest), insert(Deletion), insert(ReceiptRow)
-_ERASE_TEXT = (update(Record).where(Record.id.in_(bindparam("ids", expanding=True))).values(text=None)
+_ERASE_TEXT = (update(Record).where(Record.id.in_(bindparam("ids", expanding=True))).values(text=None, text_hmac=None)
                .execution_options(synchronize_session=False))
 _PURGE = (update(Checkpoint).where(Checkpoint.id.in_(bindparam("ids", expanding=True)), Checkpoint.purged.is_(False))
           .values(purged=True).returning(Checkpoint.id, Checkpoint.path).execution_options(synchronize_session=False))
@@ -103,6 +103,10 @@ def receipt_hash(body: dict[str, Any]) -> str:
 
 
 def request_key(record_ids: Sequence[str] | None, subject: str | None) -> str:
+    """The idempotency key: sha256 of the canonical ids (or subject). Unkeyed on purpose: ids and
+    subjects are identifiers, not texts (no id is derived from a text since schema 2), and the
+    ledger keeps them in plain beside it (deletions, the request's subject, the receipt), so the
+    hash confirms nothing they do not show; a keyed one would tie idempotency to the secret."""
     ident = {"subject": subject} if subject is not None else {"records": sorted(set(record_ids or []))}
     return hashlib.sha256(canonical(ident).encode()).hexdigest()
 
@@ -171,7 +175,7 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
                                  "created_at": now})
         already = ledger.deleted_ids(s, among=[r.id for r in rows])
         new = [r.id for r in rows if r.id not in already]
-        if new:  # erase the content; keep the id and the text hash as a tombstone
+        if new:  # erase the content and its fingerprint; the id stays (it names no text: s3t.store.secret)
             s.execute(_INS_DELETION, [{"record_id": i, "request_id": request_id} for i in new])
             s.execute(_ERASE_TEXT, {"ids": new})
         # a lineage never leaves its shard: only the shards of these records can change

@@ -127,10 +127,19 @@ def test_unsupported_inputs(tmp_path: Path):
 def test_derived_ids_stable_and_distinct_for_duplicate_texts():
     rows = [{"text": "same", "label": 0}, {"text": "other", "label": 1}, {"text": "same", "label": 0}]
     first, second = to_records(rows), to_records([dict(r) for r in rows])
-    assert first.ids == second.ids
-    assert len(set(first.ids)) == 3  # "same" at positions 0 and 2 gets two ids
-    assert first.ids[0] == hashlib.sha256("0\x00same".encode()).hexdigest()[:16]
-    assert all(len(i) == 16 for i in first.ids)
+    assert first.ids == second.ids == ("row-0", "row-1", "row-2")  # "same" at positions 0 and 2 gets two ids
+    assert to_records(rows, id_prefix="val-").ids == ("val-0", "val-1", "val-2")
+
+
+def test_derived_ids_name_no_text():
+    """An id must not let a guessed text be confirmed once the text is forgotten (issue 15):
+    other texts at the same positions get the same ids, and no hash of a text is in one."""
+    rows = [{"text": "same", "label": 0}, {"text": "other", "label": 1}]
+    changed = to_records([{"text": "a wholly different review", "label": 0}, {"text": "x", "label": 1}])
+    assert changed.ids == to_records(rows).ids
+    for p, r in enumerate(rows):
+        for digest in (hashlib.sha256(r["text"].encode()).hexdigest(), hashlib.sha256(f"{p}\x00{r['text']}".encode()).hexdigest()):
+            assert not any(digest[:8] in i for i in to_records(rows).ids)
 
 
 def test_ids_are_strings():

@@ -124,7 +124,7 @@ def ledger_state(led: Ledger) -> dict:
         slices = [(v.shard, v.slice, v.version, v.size, v.members_sha256) for v in s.scalars(select(SliceVersion))]
         lineage = dict(led.lineage(s))
     return {
-        "records": [(r.id, r.split, r.label, r.subject, r.text, r.text_sha256, r.shard, r.slice)
+        "records": [(r.id, r.split, r.label, r.subject, r.text, r.text_hmac, r.shard, r.slice)
                     for r in led.records("train") + led.records("validation")],
         "checkpoints": [(c.id, c.shard, c.prefix, c.stage, c.parent_id, c.path, c.sha256, c.val_accuracy, c.purged)
                         for c in led.checkpoints()],

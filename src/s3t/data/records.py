@@ -15,7 +15,6 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import Counter
@@ -260,13 +259,19 @@ def _columns(data: Any, columns_for_str: tuple[str, ...]) -> tuple[dict[str, lis
                     "datasets.Dataset, path to a .csv/.jsonl/.json file, or a list of dicts")
 
 
-def derived_id(position: int, text: str) -> str:
-    """Return the stable id of a record without one: ``sha256(f"{position}\\x00{text}")`` hex, first 16 chars."""
-    return hashlib.sha256(f"{position}\x00{text}".encode()).hexdigest()[:16]
+def derived_id(position: int, prefix: str = "row-") -> str:
+    """Return the stable id of a record given without one: ``prefix`` + its position (from 0).
+
+    The id names the position only, never the text: a hash of the text (schema 1 used
+    ``sha256(position, text)``) would let anyone who reads an id, e.g. in a receipt, confirm a
+    guessed text after the text itself was forgotten (issue 15; ``s3t.store.migrate``).
+    """
+    return f"{prefix}{position}"
 
 
 def to_records(data: Any, *, label_names: Sequence[str] | None = None, text_column: str = "text",
-               label_column: str = "label", id_column: str = "id", subject_column: str = "subject") -> RecordSet:
+               label_column: str = "label", id_column: str = "id", subject_column: str = "subject",
+               id_prefix: str = "row-") -> RecordSet:
     """Convert user data into a validated :class:`RecordSet`.
 
     Parameters
@@ -283,7 +288,11 @@ def to_records(data: Any, *, label_names: Sequence[str] | None = None, text_colu
         Required columns.
     id_column : str
         Optional column of unique ids (rendered with ``str``). Without it, the id of the
-        record at position ``p`` is ``sha256(f"{p}\\x00{text}")`` hex, first 16 chars.
+        record at position ``p`` (from 0) is ``f"{id_prefix}{p}"``: stable for the same rows in
+        the same order, and independent of the text (see :func:`derived_id`).
+    id_prefix : str
+        The prefix of derived ids (default ``"row-"``; ``S3T.fit`` uses ``"val-"`` for validation
+        data, so the two sets never share an id).
     subject_column : str
         Optional column of subject ids; missing values become None.
 
@@ -296,6 +305,8 @@ def to_records(data: Any, *, label_names: Sequence[str] | None = None, text_colu
     DataError
         On empty input, a missing column, duplicate or missing ids, bad labels or empty texts.
     """
+    if not isinstance(id_prefix, str):
+        raise DataError(f"id_prefix must be a str; got {id_prefix!r}")
     if isinstance(data, RecordSet):
         if label_names is not None and tuple(label_names) != data.label_names:
             raise DataError(f"label_names={tuple(label_names)!r} differs from the RecordSet's {data.label_names!r}")
@@ -316,7 +327,7 @@ def to_records(data: Any, *, label_names: Sequence[str] | None = None, text_colu
         ids = [_key(v) for v in cols[id_column]]
         _require([i for i, c in Counter(ids).items() if c > 1], f"column {id_column!r} must hold unique ids; repeated:")
     else:
-        ids = [derived_id(p, t) for p, t in enumerate(texts)]
+        ids = [derived_id(p, id_prefix) for p in range(n)]
     if label_names is None and isinstance(features, Mapping):  # a HF ClassLabel column knows its names
         label_names = getattr(features.get(label_column), "names", None)
     labels, names = _labels(cols[label_column], label_names)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 from contextlib import contextmanager
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import OperationalError
@@ -46,6 +47,7 @@ from .schema import (
     ValidationScore,
 )
 
+log = logging.getLogger("s3t")
 
 # Statements on the forget path, built once: building a SQLAlchemy expression costs about as
 # much as running it on SQLite, and a forget runs about a dozen. Lists bind as expanding IN.
@@ -117,8 +119,11 @@ def _is_lock_timeout(err: Exception) -> bool:
 class Ledger:
     """Durable state of one workspace."""
 
-    def __init__(self, url: str, lock_timeout: float = LOCK_TIMEOUT_S):
+    def __init__(self, url: str, lock_timeout: float = LOCK_TIMEOUT_S, secret: Callable[[], bytes] | None = None):
+        """``secret`` gives the workspace secret (:mod:`.secret`): the key of the text fingerprints
+        :meth:`initialise` writes, and of a schema-1 ledger's migration (:mod:`.migrate`)."""
         self.url = url
+        self._secret = secret
         self.lock_timeout = float(lock_timeout)
         self.engine = create_engine(url, future=True)
         self.dialect = self.engine.dialect.name
@@ -129,12 +134,25 @@ class Ledger:
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self._WriteSession = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
         self.write_lock = threading.RLock()  # orders this process's threads before the database lock
+        migrated = None
         with self.write() as s:
             version = s.get(Meta, "schema_version")
             if version is None:
                 s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(version.value) == 1:  # schema 1: plain text hashes, text-derived ids
+                if self._secret is None:
+                    raise WorkspaceError("this ledger has schema version 1 and must be migrated: open its workspace "
+                                         "(S3T.load, or any s3t command with -w), which migrates it once")
+                from .migrate import migrate_1_to_2
+
+                migrated = migrate_1_to_2(s, self.dialect, self._secret())
             elif int(version.value) != SCHEMA_VERSION:
                 raise WorkspaceError(f"ledger schema version {version.value} is not supported (expected {SCHEMA_VERSION})")
+        if migrated is not None:
+            from .migrate import scrub
+
+            log.warning("migrated the ledger (%s) from schema version 1 to 2: %s", self.url.split("@")[-1], migrated)
+            scrub(self)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -214,19 +232,28 @@ class Ledger:
         train: Iterable[dict],
         validation: Iterable[dict],
         sequences: dict[int, list[tuple[int, ...]]],
+        key: bytes | None = None,
     ) -> None:
-        """Store records, their shard/slice, slice versions 0 and the sequences, in one transaction."""
+        """Store records (each text with its keyed fingerprint: ``key``, else the workspace secret),
+        their shard/slice, slice versions 0 and the sequences, in one transaction."""
+        from .secret import CHECK_META, fingerprint, key_check
+
         with self.write() as s:
             if s.get(Meta, "config") is not None:
                 raise WorkspaceError("this workspace already holds a trained plan; use a new workspace")
+            if key is None:
+                if self._secret is None:
+                    raise WorkspaceError("initialise needs the workspace secret (the key of the text fingerprints)")
+                key = self._secret()
             self.set_meta(s, "config", config_json)
             self.set_meta(s, "label_names", json.dumps(list(label_names)))
+            self.set_meta(s, CHECK_META, key_check(key))
             members: dict[tuple[int, int], list[str]] = defaultdict(list)
             for r in train:
-                s.add(Record(split="train", text_sha256=sha256_text(r["text"]), **r))
+                s.add(Record(split="train", text_hmac=fingerprint(key, r["text"]), **r))
                 members[(r["shard"], r["slice"])].append(r["id"])
             for r in validation:
-                s.add(Record(split="validation", text_sha256=sha256_text(r["text"]), shard=None, slice=None, **r))
+                s.add(Record(split="validation", text_hmac=fingerprint(key, r["text"]), shard=None, slice=None, **r))
             s.flush()
             for (shard, sl), ids in sorted(members.items()):
                 self._add_slice_version(s, shard, sl, 0, ids)

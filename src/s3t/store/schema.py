@@ -3,7 +3,9 @@
 Tables
 ------
 meta               key/value: schema version, config JSON, label names
-records            every record: split, label, subject, text (erased on forget), shard/slice
+records            every record: split, label, subject, text and its keyed fingerprint ``text_hmac``
+                   (HMAC-SHA256 under the workspace secret, s3t.store.secret; both NULL once
+                   forgotten), shard/slice
 slice_versions     a slice's membership at one point in time (a new version after a deletion)
 slice_members      (slice version, record) pairs
 sequences          per shard, the B slice orders
@@ -15,6 +17,9 @@ deletion_requests  forget requests (idempotency key, state)
 deletions          deleted record -> request
 manifests          served manifest versions (which checkpoint each shard serves)
 receipts           hash-chained receipts of forget requests
+
+Version 2 replaced schema 1's plain ``records.text_sha256`` and text-derived ids (a guessed
+text could be confirmed from them); ``s3t.store.migrate`` migrates a version-1 ledger.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -43,7 +48,7 @@ class Record(Base):
     label: Mapped[int] = mapped_column(Integer)
     subject: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)  # NULL once forgotten
-    text_sha256: Mapped[str] = mapped_column(String(64))
+    text_hmac: Mapped[str | None] = mapped_column(String(64), nullable=True)  # keyed; NULL once forgotten
     shard: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     slice: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

@@ -8,6 +8,8 @@ Layout::
       ledger.sqlite            the ledger (source of truth)
       served.json              mirror of the latest served manifest (atomic rename)
       erasure.json             the last receipt whose erased content was physically removed from the ledger files
+      secret                   the key of the ledger's text fingerprints (mode 0600; s3t.store.secret), also
+                               for a PostgreSQL ledger: never in the database
       checkpoints/shard-S/ID.safetensors
 """
 
@@ -26,6 +28,7 @@ from ..config import S3TConfig
 from ..errors import WorkspaceError
 from .atomic import atomic_write_bytes, fsync_dir
 from .ledger import Ledger
+from .secret import load_secret, resolve as resolve_secret
 
 log = logging.getLogger("s3t")
 
@@ -57,9 +60,15 @@ class Workspace:
             self.path.mkdir(parents=True, exist_ok=True)
             # null = the SQLite ledger inside the workspace (so the directory can be moved or copied)
             atomic_write_bytes(meta_file, json.dumps({"db": db_url}, indent=2).encode())
+            load_secret(self.path, create=True)  # O_EXCL, 0600; kept if it exists (or S3T_SECRET is set)
         stored = json.loads(meta_file.read_text()).get("db")
         self.db_url = db_url or stored or f"sqlite:///{self.path / 'ledger.sqlite'}"
-        self.ledger = Ledger(self.db_url)
+        # the secret is read only to write fingerprints: a fit's records, a schema-1 ledger's migration
+        self.ledger = Ledger(self.db_url, secret=lambda: load_secret(self.path, create=True))
+
+    def secret(self) -> bytes:
+        """The workspace secret (:mod:`.secret`), after finishing a rotation a crash cut short."""
+        return resolve_secret(self.path, self.ledger)
 
     # -- config -----------------------------------------------------------------------
     @property
