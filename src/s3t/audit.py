@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import json
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from .forget import receipts, verify_chain
 from .store.atomic import sha256_file
@@ -116,7 +116,7 @@ def audit(ws: Workspace) -> AuditReport:
             [f"shard {k} serves {v['checkpoint']} whose lineage holds a deleted record" for k, v in served.items() if v["checkpoint"] in tainted],
             f"{len(served)} served checkpoint(s), none trained on any of {len(ledger.deleted_ids(s))} deleted record(s)",
         )
-        n_versions = len(list(s.scalars(select(Manifest.version))))
+        n_versions = s.scalar(select(func.count()).select_from(Manifest))
         report.add(
             "history",
             history_violations(ledger, s),

@@ -20,6 +20,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from collections import defaultdict
 from dataclasses import replace
@@ -171,8 +172,6 @@ class Ledger:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM records, validation_scores")
             return True
-        import time
-
         raw = self.engine.raw_connection()
         try:
             for _ in range(attempts):

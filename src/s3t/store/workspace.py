@@ -181,15 +181,18 @@ class Workspace:
         self.ledger.mark_purged(c.id for c in todo if not c.purged)
         return erased
 
-    def erase_residue(self) -> bool:
-        """Remove erased content from the ledger's own files (SQLite WAL truncate, PostgreSQL VACUUM)
-        and record in ``erasure.json`` the last receipt this covered (kept monotone across processes)."""
+    def last_receipt_seq(self) -> int:
         from sqlalchemy import func, select
 
         from .schema import Receipt
 
         with self.ledger.Session() as s:
-            seq = s.scalar(select(func.max(Receipt.seq))) or 0
+            return s.scalar(select(func.max(Receipt.seq))) or 0
+
+    def erase_residue(self) -> bool:
+        """Remove erased content from the ledger's own files (SQLite WAL truncate, PostgreSQL VACUUM)
+        and record in ``erasure.json`` the last receipt this covered (kept monotone across processes)."""
+        seq = self.last_receipt_seq()
         if not self.ledger.erase_residue():
             log.warning("could not truncate the ledger's WAL (a reader held an old snapshot); retried on the next forget")
             return False
@@ -229,8 +232,8 @@ class Workspace:
         purged = self.purge_tainted()
         if purged:
             log.info("recovery: erased %d checkpoint file(s) cut by deletions", len(purged))
-        if self.ledger.initialised:
-            self.erase_residue()  # a forget whose background steps never ran
+        if self.ledger.initialised and self.erased_through() < self.last_receipt_seq():
+            self.erase_residue()  # a forget whose background step never ran (not on every load: a VACUUM on PostgreSQL)
         if self.ledger.initialised and self.ledger.latest_manifest()[0]:
             # stages registered by an interrupted retrain are swapped in (the rule decides)
             self.ledger.refresh_manifest("recovery")
