@@ -95,7 +95,8 @@ def expected_entry(est, shard: int, deleted: set[str]):
 
 
 def snapshot(est) -> dict:
-    """Everything a forget could change."""
+    """Everything a forget could change (after ``est``'s own queued file steps are done)."""
+    assert est.flush(timeout=60), "file steps still pending after 60 s"
     led, ws = est.ws_.ledger, est.ws_
     with led.Session() as s:
         requests = sorted(s.scalars(select(DeletionRequest.id)))

@@ -38,6 +38,12 @@ def client(make_client):
     return make_client()
 
 
+def settle(client) -> None:
+    """Wait for the app's queued file steps (cut files erased, served.json rewritten) of earlier
+    forgets: they run on a background thread after the forget's response."""
+    assert client.app.state.model.flush(timeout=60), "file steps still pending after 60 s"
+
+
 def wait_for_state(client, request_id: str, state: str, timeout: float = 90.0) -> list[str]:
     """Poll GET /forget/{id} until ``state`` (bounded); return the distinct states seen, in order."""
     seen: list[str] = []

@@ -9,7 +9,7 @@ import pytest
 
 from s3t.forget import GENESIS, receipt_hash
 from tests.fitted_copy import snapshot
-from tests.service.conftest import AUTH, READ, TOKEN, train_ids
+from tests.service.conftest import AUTH, READ, TOKEN, settle, train_ids
 
 TEXTS = ["a great film", "the plot was awful", "lovely acting"]
 RECEIPT_EXTRA = ("hash", "created", "state")
@@ -64,6 +64,7 @@ def test_forget_receipt_state_and_audit(client, fitted_ws):
 def test_forget_is_idempotent(client, fitted_ws):
     a, b = train_ids(fitted_ws, 1, 2)[:2]
     first = client.post("/forget", json={"record_ids": [a, b]}, headers=AUTH).json()
+    settle(client)
     before = snapshot(fitted_ws)
     again = client.post("/forget", json={"record_ids": [b, a, b]}, headers=AUTH)
     assert again.status_code == 202

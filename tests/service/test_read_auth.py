@@ -16,7 +16,7 @@ import pytest
 from s3t.errors import ConfigError
 from s3t.service import auth
 from tests.fitted_copy import snapshot
-from tests.service.conftest import AUTH, READ, READ_TOKEN, TOKEN, train_ids
+from tests.service.conftest import AUTH, READ, READ_TOKEN, TOKEN, settle, train_ids
 
 SUBJECT = "user3"
 TEXTS = ["a great film"]
@@ -30,6 +30,7 @@ BAD_IDS = ["missing", "wrong", "basic-scheme", "longer", "shorter", "no-scheme"]
 def forget_subject(client) -> dict:
     r = client.post("/forget", json={"subject": SUBJECT}, headers=AUTH)
     assert r.status_code == 202, r.text
+    settle(client)
     return r.json()
 
 
