@@ -20,7 +20,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
 from collections import defaultdict
 from dataclasses import replace
@@ -159,29 +158,11 @@ class Ledger:
         self.engine.dispose()
 
     def erase_residue(self, attempts: int = 20) -> bool:
-        """Physically remove erased content the database still holds in its own files.
+        """Physically remove erased content the database still holds in its own files (SQLite WAL
+        truncate, PostgreSQL ``VACUUM FULL``: :mod:`.erasure`). True when done, False: retry later."""
+        from .erasure import erase_residue
 
-        SQLite: ``secure_delete`` (set on every connection) zeroes what an UPDATE/DELETE frees,
-        but the WAL keeps the page images written before it; a ``wal_checkpoint(TRUNCATE)``
-        copies the current pages into the database file and empties the WAL. It needs no reader
-        on an older snapshot, so it is retried briefly. PostgreSQL: ``VACUUM`` of the tables a
-        forget touches, so dead tuples are removed (the server's own WAL is outside our reach:
-        see the README's threat model). True when done.
-        """
-        if self.dialect == "postgresql":
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM records, validation_scores")
-            return True
-        raw = self.engine.raw_connection()
-        try:
-            for _ in range(attempts):
-                busy, _log, _done = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if not busy:
-                    return True
-                time.sleep(0.05)
-            return False
-        finally:
-            raw.close()
+        return erase_residue(self, attempts)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

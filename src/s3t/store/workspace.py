@@ -190,11 +190,12 @@ class Workspace:
             return s.scalar(select(func.max(Receipt.seq))) or 0
 
     def erase_residue(self) -> bool:
-        """Remove erased content from the ledger's own files (SQLite WAL truncate, PostgreSQL VACUUM)
+        """Remove erased content from the ledger's own files (SQLite WAL truncate, PostgreSQL VACUUM FULL)
         and record in ``erasure.json`` the last receipt this covered (kept monotone across processes)."""
         seq = self.last_receipt_seq()
         if not self.ledger.erase_residue():
-            log.warning("could not truncate the ledger's WAL (a reader held an old snapshot); retried on the next forget")
+            log.warning("could not remove erased rows from the ledger's files (a reader held an old snapshot or a "
+                        "table lock); retried on the next forget and at recovery")
             return False
         with open(self.path / "erasure.lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -233,7 +234,7 @@ class Workspace:
         if purged:
             log.info("recovery: erased %d checkpoint file(s) cut by deletions", len(purged))
         if self.ledger.initialised and self.erased_through() < self.last_receipt_seq():
-            self.erase_residue()  # a forget whose background step never ran (not on every load: a VACUUM on PostgreSQL)
+            self.erase_residue()  # a forget whose step never ran (not on every load: VACUUM FULL on PostgreSQL)
         if self.ledger.initialised and self.ledger.latest_manifest()[0]:
             # stages registered by an interrupted retrain are swapped in (the rule decides)
             self.ledger.refresh_manifest("recovery")
