@@ -486,3 +486,22 @@ def test_warm_up_skips_when_every_training_record_is_forgotten(fitted_ws):
     state = snapshot(fitted_ws)
     fitted_ws._warm_forget()  # nothing to warm with: returns without a request
     assert snapshot(fitted_ws) == state
+
+
+def test_subject_placement_keeps_each_person_in_one_slice_so_a_forget_cuts_one_slice(fitted_ws, fitted_template):
+    """Issue 16: with subjects in the data, fit places by subject; forgetting one person cuts
+    exactly the lineages of the one slice that holds them and leaves every shard live."""
+    led = fitted_ws.ws_.ledger
+    assert fitted_ws.config.plan.placement == "subject"  # "auto" resolved and recorded
+    assert fitted_ws.status()["placement"] == "subject"
+    where: dict[str, set] = {}
+    for r in led.records("train"):
+        where.setdefault(r.subject, set()).add((r.shard, r.slice))
+    assert len(where) == 10 and all(len(v) == 1 for v in where.values())
+    for subject in sorted(where):
+        (shard, sl), = where[subject]
+        dry = fitted_ws.forget(subject=subject, dry_run=True)
+        assert dry.affected_shards == [shard]
+        assert all(v > 0 for v in dry.after.values()), (subject, dry.after)  # nobody takes a shard down
+        sequences = led.sequences()[shard]
+        assert dry.after[str(shard)] == max(list(seq).index(sl) for seq in sequences)

@@ -72,8 +72,10 @@ def test_verify_unknown_request(fitted_ws):
         fitted_ws.verify("req-nope")
 
 
-def test_forget_during_retrain_is_not_lost(fitted_ws, monkeypatch):
-    """A deletion arriving while a retrain runs is never served and triggers its own retrain."""
+@pytest.mark.parametrize("restore", ["naive", "progressive"])
+def test_forget_during_retrain_is_not_lost(fitted_ws, monkeypatch, restore):
+    """A deletion arriving while a retrain runs is never served; a naive retrain leaves it to
+    the next retrain, a progressive one takes it into its next step."""
     est = fitted_ws
     first = est.forget(record_ids=[one_record(est, 0, 0)])
     late_id = one_record(est, 0, 2, )
@@ -87,12 +89,17 @@ def test_forget_during_retrain_is_not_lost(fitted_ws, monkeypatch):
         return out
 
     monkeypatch.setattr(type(est), "_train", train_and_forget)
-    est.retrain()
+    report = est.retrain(restore=restore)
     monkeypatch.undo()
     late = fired[0]
     assert est.audit().ok  # nothing served holds the late record
-    assert est.ws_.ledger.request_state(first.request_id) in ("retraining", "retrained")
-    assert est.ws_.ledger.request_state(late.request_id) == "served-exact"
+    if restore == "naive":
+        assert est.ws_.ledger.request_state(first.request_id) in ("retraining", "retrained")
+        assert est.ws_.ledger.request_state(late.request_id) == "served-exact"
+    else:
+        assert report.requests == [first.request_id, late.request_id]
+        assert (0, 2) in report.rebuilt_slices
+        assert est.ws_.ledger.request_state(late.request_id) == "retrained"
     est.retrain()
     assert est.status()["served"] == {"0": 3, "1": 3}
     assert est.verify(late.request_id).ok
@@ -122,3 +129,55 @@ def test_whole_slice_deleted_retrains_and_verifies(fitted_ws):
     cert = est.verify(receipt.request_id)
     assert cert.ok, cert.mismatches
     assert cert.compared == 9  # every prefix of shard 0's trie, the empty slice's included
+
+
+def test_progressive_restore_revives_dead_shards_first_and_every_step_is_exact(fitted_ws):
+    """A burst that kills every shard: the first swap serves stage 1 of one sequence per shard,
+    the served prefixes then grow stage by stage, every manifest on the way passes the history
+    audit, and the end result is bit-identical to training from scratch without the records."""
+    from s3t.audit import history_violations
+
+    est = fitted_ws
+    burst = [one_record(est, shard, sl) for shard in (0, 1) for sl in range(3)]
+    receipt = est.forget(record_ids=burst)
+    assert receipt.after == {"0": 0, "1": 0}
+    with pytest.raises(Exception, match="no model available"):
+        est.predict(["a fine film"])
+    report = est.retrain(restore="progressive")
+    kinds = [(s["kind"], s["shard"], s["stages"]) for s in report.steps]
+    assert kinds[:2] == [("revive", 0, 1), ("revive", 1, 1)]
+    assert [k for k, _, _ in kinds[2:6]] == ["extend"] * 4 and kinds[-1][0] == "rest"
+    served = [sw["served"] for sw in report.swaps]
+    assert served[0] == {"0": 1, "1": 0} and served[1] == {"0": 1, "1": 1}
+    for a, b in zip(served, served[1:]):
+        assert all(b[k] >= a[k] for k in a)
+    assert served[-1] == report.served_after == {"0": 3, "1": 3}
+    versions = [sw["manifest_version"] for sw in report.swaps]
+    assert versions == sorted(versions) and len(set(versions)) >= 6  # a commit per swap that changed what is served
+    with est.ws_.ledger.Session() as s:
+        assert history_violations(est.ws_.ledger, s) == []
+    assert est.audit().ok
+    cert = est.verify(receipt.request_id)
+    assert cert.ok, cert.mismatches
+    assert cert.compared == 18
+
+
+def test_progressive_restore_extends_the_served_sequence_first(fitted_ws):
+    est = fitted_ws
+    receipt = est.forget(record_ids=[one_record(est, 1, 0)])
+    report = est.retrain(restore="progressive")
+    assert sum(s["stages"] for s in report.steps) == len(report.checkpoints) == 6
+    # cyclic orders (0,1,2), (1,2,0), (2,0,1): slice 0 cut leaves (1,2,0) two clean stages: first its
+    # third stage (served prefix 2 -> 3), then the other two sequences' five stages
+    assert report.served_before["1"] == 2
+    assert [(s["kind"], s["stages"]) for s in report.steps] == [("extend", 1), ("rest", 5)]
+    assert report.swaps[0]["served"]["1"] == 3
+    assert est.verify(receipt.request_id).ok
+
+
+def test_unknown_restore_is_a_clear_error(fitted_ws):
+    from s3t.errors import ConfigError
+
+    fitted_ws.forget(record_ids=[one_record(fitted_ws, 0, 0)])
+    with pytest.raises(ConfigError, match="restore must be one of"):
+        fitted_ws.retrain(restore="fast")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .plan.placement import PLACEMENTS
 from .plan.sequences import SELECTORS
 
 
@@ -48,8 +49,12 @@ class PlanConfig:
         default=None, metadata={"help": "Per-slice deletion priors for 'bms' / 'bms_relaxed' (length L); None = uniform."}
     )
     seed: int = field(default=0, metadata={"help": "Seed for the shard/slice assignment and all training seeds."})
+    placement: str = field(default="auto", metadata={
+        "help": "Where records go: 'subject' (all records of a subject in one slice, so forgetting a person cuts "
+                "one slice), 'record' (each record at random) or 'auto' (subject when the data has subjects)."})
 
     def __post_init__(self) -> None:
+        _check(self.placement in PLACEMENTS, "plan.placement", f"one of {list(PLACEMENTS)}", self.placement)
         _check(_is_int(self.shards) and self.shards >= 1, "plan.shards", "an integer >= 1", self.shards)
         _check(_is_int(self.slices) and self.slices >= 1, "plan.slices", "an integer >= 1", self.slices)
         _check(_is_int(self.budget) and self.budget >= 1, "plan.budget", "an integer >= 1", self.budget)
@@ -127,6 +132,10 @@ class TrainConfig:
         _check(_is_int(self.workers) and self.workers >= 0, "train.workers", "an integer >= 0 (0 = one per core)", self.workers)
 
 
+RESTORES = ("progressive", "naive")
+RETRAIN_POLICIES = ("immediate", "accuracy", "interval")
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """How the live shards are combined."""
@@ -137,7 +146,25 @@ class ServeConfig:
         "help": "Pre-build, in a background thread, the members a next deletion could switch to, so a forget "
                 "that swaps a served member does not build it on the request path."})
 
+    restore: str = field(default="progressive", metadata={
+        "help": "How a retrain brings cut shards back: 'progressive' (dead shards first get stage 1, then best "
+                "sequences grow stage by stage, each swapped in at once) or 'naive' (everything, swapped in at the end)."})
+    retrain: str = field(default="immediate", metadata={
+        "help": "When the service retrains after forgets: 'immediate' (every forget wakes it), 'accuracy' (only when a "
+                "shard is dead or the served validation accuracy fell more than retrain_delta below the fitted one), "
+                "'interval' (at most once every retrain_every seconds). The cut is served at once in every case."})
+    retrain_delta: float = field(default=0.02, metadata={
+        "help": "Policy 'accuracy': allowed drop of the served ensemble's validation accuracy before a retrain."})
+    retrain_every: float = field(default=600.0, metadata={
+        "help": "Policy 'interval': seconds between retrains at most."})
+
     def __post_init__(self) -> None:
+        _check(self.restore in RESTORES, "serve.restore", f"one of {list(RESTORES)}", self.restore)
+        _check(self.retrain in RETRAIN_POLICIES, "serve.retrain", f"one of {list(RETRAIN_POLICIES)}", self.retrain)
+        _check(_is_number(self.retrain_delta) and 0 <= self.retrain_delta <= 1, "serve.retrain_delta", "in [0, 1]",
+               self.retrain_delta)
+        _check(_is_number(self.retrain_every) and self.retrain_every > 0, "serve.retrain_every", "> 0 seconds",
+               self.retrain_every)
         _check(self.aggregate in ("logits", "probs"), "serve.aggregate", "'logits' or 'probs'", self.aggregate)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
         _check(isinstance(self.standby, bool), "serve.standby", "true or false", self.standby)

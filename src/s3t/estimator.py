@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import threading
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from .config import S3TConfig
 from .data import RecordSet, to_records
 from .errors import DataError, NotFittedError
 from .forget import Receipt, receipts, record_forget
-from .plan import assign_shards, select_sequences
+from .plan import place, select_sequences
 from .store.workspace import Workspace
 
 log = logging.getLogger("s3t")
@@ -158,7 +159,17 @@ class S3T:
                     f"`s3t retrain -w {ws.path}` (or S3T.load(path).retrain()): the stages already trained are kept "
                     "and the rest are trained exactly as an uninterrupted fit would")
             raise DataError(f"workspace {ws.path} already holds a trained plan; use a new workspace or S3T.load()")
-        assignment = assign_shards(list(train.ids), plan.shards, plan.slices, plan.seed)
+        placed = place(list(train.ids), list(train.subjects), plan.shards, plan.slices, plan.seed, plan.placement)
+        assignment = placed.pairs
+        if plan.placement != placed.placement:  # the workspace records what "auto" chose
+            config = replace(config, plan=replace(plan, placement=placed.placement))
+            plan = config.plan
+        lo, hi = placed.spread
+        log.info("placement %s: slice sizes %d..%d records", placed.placement, lo, hi)
+        for subj, pieces in placed.split:
+            log.warning("subject %r holds more records than a slice and is split over %d slices (forgetting it cuts "
+                        "all of them)", subj, pieces)
+        self.placement_ = placed.report()
         sequences = select_sequences(plan.selection, plan.slices, plan.budget, plan.priors)
         ws.save_config(config)
         ws.ledger.initialise(
@@ -213,12 +224,13 @@ class S3T:
         return jobs
 
     def _train(self, prefixes: Sequence[tuple[int, ...]], shards, progress: Progress | None,
-               parents: dict | None = None) -> list[str]:
+               parents: dict | None = None, on_job=None) -> list[str]:
         """Train ``prefixes`` for each shard (in worker processes when there are cores to spare).
 
         Workers only write checkpoint files (into staging); each is re-hashed, registered in
         the ledger, then moved into place, so a crashed worker never leaves a registered
-        half-checkpoint and an unregistered file never outlives recovery.
+        half-checkpoint and an unregistered file never outlives recovery. ``on_job()`` runs after
+        each job's checkpoints are registered and in place.
         """
         from .errors import IntegrityError
         from .store.atomic import sha256_file
@@ -246,6 +258,8 @@ class S3T:
                     timings["stage_seconds"] += c.seconds
                     timings["validation_seconds"] += c.val_seconds
                     log.info("shard %d prefix %s: val acc %s (%.1fs)", c.shard, c.prefix, c.val_accuracy, c.seconds)
+                if on_job is not None:  # e.g. progressive restore: serve what this job registered
+                    on_job()
             self.ws_.sweep_staging()  # files of retried or failed attempts
         return created
 
@@ -322,14 +336,15 @@ class S3T:
         files = getattr(self, "_files", None)
         return True if files is None else files.flush(timeout)
 
-    def retrain(self, progress: Progress | None = None):
-        """Retrain every cut suffix without the deleted records and swap it in (see ``s3t.retrain``)."""
+    def retrain(self, progress: Progress | None = None, restore: str | None = None):
+        """Retrain every cut suffix without the deleted records and swap it in (see ``s3t.retrain``);
+        ``restore``: 'progressive' or 'naive' (default: ``config.serve.restore``)."""
         from .retrain import retrain
 
         self._check_fitted()
         if getattr(self, "_backbone", None) is None:
             self._load_backbone()
-        return retrain(self, progress)
+        return retrain(self, progress, restore=restore or self.config.serve.restore)
 
     def verify(self, request_id: str, progress: Progress | None = None):
         """Exactness certificate: retrain the request's shards from scratch without the deleted
@@ -354,6 +369,7 @@ class S3T:
         return {
             "workspace": str(self.ws_.path),
             "shards": plan.shards, "slices": plan.slices, "budget": plan.budget, "selection": plan.selection,
+            "placement": plan.placement,
             "sequences": {str(k): [list(s) for s in v] for k, v in ledger.sequences().items()},
             "manifest_version": version,
             "served": served,

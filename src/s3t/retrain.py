@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnknownRecordError
+from .config import RESTORES
+from .errors import ConfigError, UnknownRecordError
+from .plan.restore import next_step
 from .serve.rule import valid_prefix
 
 if TYPE_CHECKING:
@@ -30,47 +32,88 @@ class RetrainReport:
     checkpoints: list[str] = field(default_factory=list)
     served_before: dict[str, int] = field(default_factory=dict)
     served_after: dict[str, int] = field(default_factory=dict)
+    steps: list[dict] = field(default_factory=list)  # what each step trained, in order
+    swaps: list[dict] = field(default_factory=list)  # progressive restore: each swap's manifest and time
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "rebuilt_slices": [list(x) for x in self.rebuilt_slices]}
 
 
-def cut_suffixes(model: "S3T") -> dict[int, tuple[list[tuple[int, ...]], dict]]:
-    """Per shard: the prefixes to retrain and the clean parent checkpoint of each suffix."""
+def _shard_state(model: "S3T") -> tuple[dict[int, list[tuple[int, ...]]], dict[int, list[int]], dict]:
+    """(sequences per shard, clean prefix length per sequence, clean parent checkpoints per shard)."""
     ledger = model.ws_.ledger
-    sequences = ledger.sequences()
+    sequences = {k: [tuple(s) for s in v] for k, v in ledger.sequences().items()}
     with ledger.Session() as s:
         chains = ledger.chains(s)
     by_id = {c.id: c for c in ledger.checkpoints()}
+    clean: dict[int, list[int]] = {}
+    parents: dict[int, dict[tuple[int, ...], tuple[str, str, str]]] = {}
+    for shard, seqs in sequences.items():
+        clean[shard] = [valid_prefix(chain) for chain in chains[shard]]
+        for seq, chain, n in zip(seqs, chains[shard], clean[shard]):
+            for k in range(1, n + 1):  # every clean stage can parent a retrained one
+                c = by_id[chain[k - 1].checkpoint_id]
+                parents.setdefault(shard, {})[seq[:k]] = (c.id, c.path, c.sha256)
+    return sequences, clean, parents
+
+
+def cut_suffixes(model: "S3T") -> dict[int, tuple[list[tuple[int, ...]], dict]]:
+    """Per shard: the prefixes to retrain and the clean parent checkpoint of each suffix."""
+    sequences, clean, parents = _shard_state(model)
     plan: dict[int, tuple[list[tuple[int, ...]], dict]] = {}
     for shard, seqs in sequences.items():
-        todo: dict[tuple[int, ...], None] = {}
-        parents: dict[tuple[int, ...], tuple[str, str, str]] = {}
-        for seq, chain in zip(seqs, chains[shard]):
-            n = valid_prefix(chain)
-            if n == len(seq):
-                continue
-            for k in range(n + 1, len(seq) + 1):
-                todo.setdefault(tuple(seq[:k]), None)
-            if n > 0:
-                c = by_id[chain[n - 1].checkpoint_id]
-                parents[tuple(seq[:n])] = (c.id, c.path, c.sha256)
+        todo = {seq[:k]: None for seq, n in zip(seqs, clean[shard]) for k in range(n + 1, len(seq) + 1)}
         if todo:
-            plan[shard] = (sorted(todo, key=lambda p: (len(p), p)), parents)
+            mine = parents.get(shard, {})
+            plan[shard] = (sorted(todo, key=lambda p: (len(p), p)), {p[:-1]: mine[p[:-1]] for p in todo if p[:-1] in mine})
     return plan
 
 
-def retrain(model: "S3T", progress=None) -> RetrainReport:
-    """Retrain every cut suffix without the deleted records; swap the results in."""
+def retrain(model: "S3T", progress=None, restore: str = "progressive") -> RetrainReport:
+    """Retrain every cut suffix without the deleted records; swap the results in.
+
+    ``restore="progressive"`` (see :mod:`s3t.plan.restore`): dead shards first get stage 1 of
+    their best sequence, then best sequences grow stage by stage, then the other sequences;
+    every step is swapped in as soon as its shard's stages are registered (a manifest commit
+    each), and deletions committed meanwhile join the next step. ``"naive"``: every cut stage
+    in one pass, swapped in at the end.
+    """
+    if restore not in RESTORES:
+        raise ConfigError(f"restore must be one of {list(RESTORES)}; got {restore!r}")
     start = time.perf_counter()
     ledger = model.ws_.ledger
     report = RetrainReport(requests=ledger.requests_in_state("served-exact", "retraining"))
     report.served_before = _served(model)
     ledger.set_request_state(report.requests, "retraining")
-    report.rebuilt_slices = ledger.rebuild_tainted_slices()
-    for shard, (prefixes, parents) in sorted(cut_suffixes(model).items()):
-        report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: parents})
+    swap = None if restore == "naive" else (lambda: _swap(model, report, start))
+    last = None
+    for _ in range(_MAX_STEPS):
+        rebuilt = ledger.rebuild_tainted_slices()
+        report.rebuilt_slices += rebuilt
+        joined = [r for r in ledger.requests_in_state("served-exact") if r not in report.requests]
+        if joined:  # deletions committed while this retrain ran join it
+            ledger.set_request_state(joined, "retraining")
+            report.requests += joined
+        if restore == "naive":
+            work = {shard: (prefixes, parents) for shard, (prefixes, parents) in cut_suffixes(model).items()}
+            kind = "all"
+        else:
+            sequences, clean, parents = _shard_state(model)
+            step = next_step(sequences, clean)
+            if step is None:
+                break
+            kind, chosen = step
+            work = {shard: (prefixes, parents.get(shard, {})) for shard, prefixes in chosen.items()}
+        if restore != "naive" and (kind, chosen) == last and not rebuilt:
+            raise RuntimeError(f"retrain made no progress: step {kind} {chosen} again")  # a bug, never a loop
+        last = None if restore == "naive" else (kind, chosen)
+        for shard, (prefixes, parents) in sorted(work.items()):
+            report.steps.append({"kind": kind, "shard": shard, "stages": len(prefixes)})
+            needed = {p[:-1]: parents[p[:-1]] for p in prefixes if p[:-1] in parents}
+            report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: needed}, on_job=swap)
+        if restore == "naive":
+            break
     _crash_point("swap")  # stages registered, not yet swapped in
     ledger.refresh_manifest("retrain")
     _crash_point("served")  # new manifest committed, served.json not yet rewritten
@@ -84,6 +127,19 @@ def retrain(model: "S3T", progress=None) -> RetrainReport:
     report.served_after = _served(model)
     report.seconds = time.perf_counter() - start
     return report
+
+
+_MAX_STEPS = 10_000  # a bound, never reached: each step trains at least one stage
+
+
+def _swap(model: "S3T", report: RetrainReport, start: float) -> None:
+    """Progressive restore: serve what was just registered (an exact manifest commit)."""
+    version, _ = model.ws_.ledger.refresh_manifest("retrain")
+    model.ws_.sync_served()
+    if getattr(model, "_ensemble", None) is not None:
+        model._sync()
+    report.swaps.append({"manifest_version": version, "seconds": round(time.perf_counter() - start, 3),
+                         "served": _served(model)})
 
 
 def _crash_point(name: str) -> None:

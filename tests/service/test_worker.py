@@ -56,7 +56,11 @@ def test_predictions_are_served_while_the_worker_retrains(make_client, fitted_ws
             during.append(r)
     assert len(during) >= 3, "too few predictions overlapped the retrain"
     assert all(r.status_code == 200 for r in during)
-    assert all(r.json()["served"] == rc["served_after"] for r in during)  # the cut, not the full prefixes
+    served = [r.json()["served"] for r in during]
+    # the cut at first; progressive restore then serves longer prefixes as its steps are swapped in
+    assert served[0] == rc["served_after"]
+    for a, b in zip(served, served[1:]):
+        assert all(rc["served_after"][k] <= a[k] <= b[k] <= 3 for k in a), served
     wait_for_state(client, rc["request_id"], "retrained")
     assert client.post("/predict", json={"texts": TEXTS}).json()["served"] == {"0": 3, "1": 3}
     assert client.app.state.model.ensemble_.manifest_version == fitted_ws.ws_.ledger.latest_manifest()[0]
@@ -206,3 +210,31 @@ def test_s3t_serve_runs_uvicorn(fitted_ws):
     assert proc.returncode in (0, -signal.SIGTERM), out[-3000:]
     assert "Application shutdown complete" in out and "Finished server process" in out and "Traceback" not in out
     assert json.loads((ws / "served.json").read_text())["version"] == fitted_ws.ws_.ledger.latest_manifest()[0]
+
+
+def test_accuracy_policy_keeps_the_cut_until_a_shard_dies(make_client, fitted_ws):
+    """Policy 'accuracy' with a generous delta: a shortened shard is not retrained (the cut stays
+    served, exact); a dead shard is. Decisions are visible in /status."""
+    from s3t.serve.policy import RetrainPolicy
+
+    client = make_client(background=True, retrain_policy="accuracy", retrain_interval=0.2)
+    worker = client.app.state.worker
+    worker.policy = RetrainPolicy("accuracy", delta=1.0)
+    first = client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 0, 1)[0]]}, headers=AUTH).json()
+    assert 0 < first["served_after"]["0"] < 3
+    deadline = time.monotonic() + 10
+    while worker.last_decision is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # several wakes: none may retrain
+    st = client.get("/status", headers=READ).json()
+    assert st["worker"]["policy"] == "accuracy" and "within" in st["worker"]["last_decision"]
+    assert worker.runs == 0 and st["pending_retrains"] == [first["request_id"]]
+    assert client.post("/predict", json={"texts": TEXTS}).json()["served"] == first["served_after"]
+    kill = [train_ids(fitted_ws, 0, sl)[0] for sl in (0, 2)]  # with slice 1 cut: every sequence of shard 0
+    second = client.post("/forget", json={"record_ids": kill}, headers=AUTH).json()
+    assert second["served_after"]["0"] == 0
+    wait_for_state(client, second["request_id"], "retrained")
+    assert client.get(f"/forget/{first['request_id']}", headers=READ).json()["state"] == "retrained"
+    assert "1 shard(s) dead" == client.get("/status", headers=READ).json()["worker"]["last_decision"]
+    assert worker.runs == 1
+    assert client.post("/predict", json={"texts": TEXTS}).json()["served"] == {"0": 3, "1": 3}

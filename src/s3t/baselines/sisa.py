@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config import S3TConfig
 from ..errors import DataError, NotFittedError, UnknownRecordError
-from ..plan import assign_shards, served_prefix
+from ..plan import place, served_prefix
 
 
 @dataclass
@@ -55,7 +55,7 @@ class SISA:
     # -- fit ------------------------------------------------------------------------------
     def fit(self, train, assignment: Sequence[tuple[int, int]] | None = None) -> "SISA":
         """Train every shard's L stages. ``assignment``: (shard, slice) per record (default:
-        :func:`s3t.plan.assign_shards` with the plan seed — the same split S3T makes)."""
+        :func:`s3t.plan.place` with the plan's seed and placement — the same split S3T makes)."""
         self._prepare(train, assignment)
         start = time.perf_counter()
         for shard in range(self.config.plan.shards):
@@ -71,7 +71,8 @@ class SISA:
         train = to_records(train)
         plan = self.config.plan
         if assignment is None:
-            assignment = assign_shards(list(train.ids), plan.shards, plan.slices, plan.seed)
+            assignment = place(list(train.ids), list(train.subjects), plan.shards, plan.slices, plan.seed,
+                               plan.placement).pairs
         assignment = [tuple(int(x) for x in a) for a in assignment]
         if len(assignment) != len(train):
             raise DataError(f"assignment must give one (shard, slice) per record ({len(train)}); got {len(assignment)}")

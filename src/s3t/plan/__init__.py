@@ -10,10 +10,13 @@ from s3t.plan.deletion_rate import (
     served_prefix,
     simulate,
 )
+from s3t.plan.placement import PLACEMENTS, Placement, place, resolve_placement
 from s3t.plan.sequences import SELECTORS, bms, cyclic, select_sequences, sequence_score
 from s3t.plan.sharding import assign_shards
 
 __all__ = [
+    "PLACEMENTS",
+    "Placement",
     "SELECTORS",
     "SimulationResult",
     "assign_shards",
@@ -21,6 +24,8 @@ __all__ = [
     "cyclic",
     "deletion_rate",
     "harmonic",
+    "place",
+    "resolve_placement",
     "select_sequences",
     "sequence_score",
     "served_prefix",

@@ -28,8 +28,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors
+from ..config import RESTORES
 from ..estimator import S3T
 from ..forget import Receipt as ReceiptRecord
+from ..serve.policy import RetrainPolicy
 from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
 from .auth import require_token, resolve_read_token, resolve_token
@@ -107,7 +109,8 @@ def _receipt_out(receipt: ReceiptRecord, state: str, created: bool) -> sc.Receip
 
 
 def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[str] = None, background: bool = True,
-               retrain_interval: float = 30.0, read_token: Optional[str] = None, protect_predict: bool = False) -> FastAPI:
+               retrain_interval: float = 30.0, read_token: Optional[str] = None, protect_predict: bool = False,
+               retrain_policy: Optional[str] = None, restore: Optional[str] = None) -> FastAPI:
     """Build the service over a trained workspace (loaded and recovered now; errors raise here).
 
     ``token``: bearer token for POST /forget (else ``S3T_TOKEN``, else ``WORKSPACE/token``,
@@ -116,6 +119,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     ``protect_predict``: /predict needs a read (or forget) token as well.
     ``background``: retrain cut stages after forgets in a background
     thread (else leave it to ``s3t retrain``). ``retrain_interval``: seconds between retries.
+    ``retrain_policy`` ('immediate' | 'accuracy' | 'interval') and ``restore`` ('progressive' |
+    'naive') override the workspace's ``serve.retrain`` / ``serve.restore``.
     """
     model = S3T.load(workspace, db=db)
     secret = resolve_token(model.ws_.path, token)
@@ -128,7 +133,12 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
             if getattr(model, "_ensemble", None) is not None:
                 model._sync()  # swap the in-memory ensemble now, not on the next prediction
 
-    worker = RetrainWorker(model, after_retrain, interval=retrain_interval) if background else None
+    serve_cfg = model.config.serve
+    policy = RetrainPolicy(retrain_policy or serve_cfg.retrain, serve_cfg.retrain_delta, serve_cfg.retrain_every)
+    if restore is not None and restore not in RESTORES:
+        raise errors.ConfigError(f"restore must be one of {list(RESTORES)}; got {restore!r}")
+    worker = RetrainWorker(model, after_retrain, interval=retrain_interval, policy=policy,
+                           restore=restore) if background else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -233,4 +243,5 @@ def _worker_status(worker: Optional[RetrainWorker]) -> sc.WorkerStatus:
     if worker is None:
         return sc.WorkerStatus(enabled=False, alive=False, busy=False, runs=0, failures=0)
     return sc.WorkerStatus(enabled=True, alive=worker.alive, busy=worker.busy, runs=worker.runs, failures=worker.failures,
-                           last_error=worker.last_error, last_report=worker.last_report)
+                           last_error=worker.last_error, last_report=worker.last_report, policy=worker.policy.kind,
+                           restore=worker.restore, last_decision=worker.last_decision)

@@ -85,6 +85,9 @@ class WorkerStatus(BaseModel):
     failures: int
     last_error: Optional[str] = None
     last_report: Optional[dict] = None
+    policy: Optional[str] = Field(None, description="Retrain policy: immediate, accuracy or interval.")
+    restore: Optional[str] = Field(None, description="How a retrain brings cut shards back: progressive or naive.")
+    last_decision: Optional[str] = Field(None, description="Why the policy last did (or did not) start a retrain.")
 
 
 class StatusResponse(BaseModel):

@@ -16,6 +16,11 @@ Design
   already registered are swapped in (:func:`finish_swap`) and its requests stay queued — the
   next start-up re-queues every request in served-exact/retraining. The child shares the
   server's process group and exits by itself within a second if the server dies.
+* A :class:`~s3t.serve.policy.RetrainPolicy` (``serve.retrain``: immediate, accuracy or
+  interval) decides on each wake whether the queued requests are retrained now; the cut is
+  served at once whatever it decides.
+* With progressive restore (``serve.restore``) the child commits a manifest after each step;
+  the thread polls the ledger while the child runs and swaps each one in at once.
 * :meth:`RetrainWorker.quiesce` holds retraining off (e.g. while ``/audit`` runs, so it never
   sees stages registered but not yet swapped in).
 """
@@ -33,6 +38,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
+
+from ..serve.policy import Decision, RetrainPolicy, served_accuracy
 
 log = logging.getLogger("s3t")
 
@@ -77,10 +84,16 @@ def recover_on_startup(model) -> list[str]:
 class RetrainWorker:
     """The background retrain thread (see the module docstring)."""
 
-    def __init__(self, model, on_done: Callable[[], None], interval: float = 30.0, stop_timeout: float = 10.0):
+    def __init__(self, model, on_done: Callable[[], None], interval: float = 30.0, stop_timeout: float = 10.0,
+                 policy: Optional[RetrainPolicy] = None, poll: float = 0.5, restore: Optional[str] = None):
         self.model = model
         self.on_done = on_done
         self.interval = interval
+        self.policy = policy or RetrainPolicy.from_config(model.config.serve)
+        self.poll = poll  # how often a running retrain's progressive swaps are picked up
+        self.restore = restore or model.config.serve.restore
+        self.last_decision: Optional[str] = None
+        self._last_start: Optional[float] = None
         self.stop_timeout = stop_timeout
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -142,14 +155,37 @@ class RetrainWorker:
                 log.exception("could not swap in the stages of the interrupted retrain (the next start-up will)")
 
     # -- the thread -----------------------------------------------------------------------
+    def decide(self) -> Decision:
+        """Ask the retrain policy whether the queued requests are retrained now."""
+        ledger = self.model.ws_.ledger
+        pending = bool(pending_requests(self.model))
+        dead = acc_now = acc_fit = None
+        if pending and self.policy.kind == "accuracy":
+            dead, acc_now = served_accuracy(ledger.latest_manifest()[1])
+            acc_fit = served_accuracy(fitted_manifest(ledger))[1]
+        since = None if self._last_start is None else time.monotonic() - self._last_start
+        d = self.policy.decide(pending=pending, dead_shards=dead or 0, accuracy_now=acc_now, accuracy_fit=acc_fit,
+                               since_last=since)
+        if pending and d.reason != self.last_decision:
+            log.info("retrain policy %s: %s", self.policy.kind, d.reason + ("" if d.run else "; the cut stays served"))
+        if pending:
+            self.last_decision = d.reason
+        return d
+
     def _loop(self) -> None:
+        timeout = self.interval
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(timeout)
             if self._stop.is_set():
                 break
             self._wake.clear()  # forgets from now on wake the next round
+            timeout = self.interval
             try:
-                if pending_requests(self.model):
+                d = self.decide()
+                if d.wait is not None:
+                    timeout = min(self.interval, max(0.05, d.wait))
+                if d.run:
+                    self._last_start = time.monotonic()
                     self._retrain_once()
             except Exception as exc:  # never let the thread die
                 self.failures += 1
@@ -158,7 +194,7 @@ class RetrainWorker:
                     log.exception("background retrain failed; retrying on the next wake")
 
     def _retrain_once(self) -> None:
-        cmd = [sys.executable, "-m", "s3t.service.worker", str(self.model.ws_.path)]
+        cmd = [sys.executable, "-m", "s3t.service.worker", str(self.model.ws_.path), "--restore", self.restore]
         if self.model.db:
             cmd += ["--db", str(self.model.db)]
         with self._gate:
@@ -172,7 +208,7 @@ class RetrainWorker:
                 if self._stop.is_set():
                     return
                 self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            out, err = self._proc.communicate()
+            out, err = self._communicate(self._proc)
             if self._stop.is_set():
                 return
             if self._proc.returncode != 0:
@@ -189,6 +225,39 @@ class RetrainWorker:
             with self._lock:
                 self._proc = None
             self.busy = False
+
+
+    def _communicate(self, proc: subprocess.Popen) -> tuple[bytes, bytes]:
+        """Wait for the child; meanwhile swap in each manifest its progressive restore commits
+        (predictions would pick it up anyway: this does it before the next request)."""
+        chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+        readers = [threading.Thread(target=lambda f=f, k=k: chunks[k].append(f.read()), daemon=True)
+                   for f, k in ((proc.stdout, "out"), (proc.stderr, "err"))]
+        for t in readers:
+            t.start()
+        ens = getattr(self.model, "_ensemble", None)
+        while proc.poll() is None:
+            time.sleep(self.poll)
+            if ens is not None and not self._stop.is_set():
+                try:
+                    if self.model.ws_.ledger.latest_manifest()[0] > ens.manifest_version:
+                        self.model._sync()
+                except Exception:  # a busy ledger or a missing file: the next poll or on_done does it
+                    log.debug("progressive swap deferred", exc_info=True)
+        for t in readers:
+            t.join()
+        return b"".join(chunks["out"]), b"".join(chunks["err"])
+
+
+def fitted_manifest(ledger) -> dict:
+    """The body of the first manifest (what the fit served)."""
+    from sqlalchemy import select
+
+    from ..store.schema import Manifest
+
+    with ledger.Session() as s:
+        body = s.scalar(select(Manifest.body).order_by(Manifest.version).limit(1))
+    return {"shards": {}} if body is None else json.loads(body)
 
 
 def _exit_with_parent() -> None:
@@ -212,6 +281,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m s3t.service.worker", description=main.__doc__)
     parser.add_argument("workspace", type=Path)
     parser.add_argument("--db", default=None)
+    parser.add_argument("--restore", default=None, choices=["progressive", "naive"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _exit_with_parent()
@@ -219,7 +289,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     model = S3T.load(args.workspace, db=args.db)
     try:
-        report = model.retrain()
+        report = model.retrain(restore=args.restore)
     finally:
         model.ws_.ledger.close()
     print(json.dumps(report.to_dict(), default=str), flush=True)
