@@ -89,7 +89,7 @@ _PG_LOCK_KEY = 0x53335400  # the advisory lock every s3t write transaction takes
 _WRITE = "s3t_write"  # execution option that marks a write transaction's connection
 
 
-def _sqlite_connect(lock_timeout: float):
+def _sqlite_connect(ledger: "Ledger"):
     def on_connect(dbapi_conn, _record) -> None:
         # the driver's own implicit BEGIN is switched off: _sqlite_begin emits BEGIN itself,
         # DEFERRED for reads (one snapshot per session) and IMMEDIATE for writes
@@ -99,7 +99,7 @@ def _sqlite_connect(lock_timeout: float):
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")  # freed and overwritten content is zeroed, not left in free pages
-        cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+        cur.execute(f"PRAGMA busy_timeout={int(ledger.lock_timeout * 1000)}")  # read now: see lock_timeout
         cur.close()
 
     return on_connect
@@ -124,11 +124,11 @@ class Ledger:
         :meth:`initialise` writes, and of a schema-1 ledger's migration (:mod:`.migrate`)."""
         self.url = url
         self._secret = secret
-        self.lock_timeout = float(lock_timeout)
+        self._lock_timeout = float(lock_timeout)
         self.engine = create_engine(url, future=True)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_connect(self.lock_timeout))
+            event.listen(self.engine, "connect", _sqlite_connect(self))
             event.listen(self.engine, "begin", _sqlite_begin)
         Base.metadata.create_all(self.engine)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
@@ -153,6 +153,18 @@ class Ledger:
 
             log.warning("migrated the ledger (%s) from schema version 1 to 2: %s", self.url.split("@")[-1], migrated)
             scrub(self)
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds a writer waits for another's write lock. Setting it takes effect for the next
+        transaction: SQLite's busy timeout is per connection, so the pooled ones are replaced."""
+        return self._lock_timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float) -> None:
+        self._lock_timeout = float(seconds)
+        if self.dialect == "sqlite":
+            self.engine.dispose()  # connections in use finish as they are, then close
 
     def close(self) -> None:
         self.engine.dispose()
