@@ -278,7 +278,17 @@ def simulate(
     budget: int = typer.Option(6, "--budget", "-B"),
     selection: str = typer.Option("cyclic", "--selection", help="cyclic | bms | bms_relaxed (BMS with distinct first "
                                   "slices only: likely-deleted slices can go last in every sequence)."),
-    priors: Optional[str] = typer.Option(None, "--priors", help="Comma-separated per-slice deletion priors (bms and the request stream)."),
+    priors: Optional[str] = typer.Option(None, "--priors", help="Comma-separated per-slice deletion priors (bms and the "
+                                         "request stream; with --subjects, sequence selection only)."),
+    subjects: Optional[int] = typer.Option(
+        None, "--subjects", "-K", help="Requests name whole subjects (people), K of them: count deletions in subjects "
+        "and compare record placement with subject placement side by side."),
+    zipf: Optional[float] = typer.Option(
+        None, "--zipf", help="Zipf exponent a of the subject sizes (size ∝ 1/rank^a); 0 = equal sizes. Default 1.0."),
+    records: Optional[int] = typer.Option(None, "--records", "-N", help="Records N shared by the subjects (default 40·K)."),
+    placement: Optional[str] = typer.Option(
+        None, "--placement", help="record | subject: the placement whose result heads the output and the JSON top "
+        "level (both are simulated). Default subject."),
     trials: int = typer.Option(500, "--trials"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = JsonOpt,
@@ -286,23 +296,87 @@ def simulate(
     """Deletion rate: expected deletions before every shard is dead (simulated vs m·L·H(m·min(B,L))),
     and the mean served-prefix fraction over the first half of that many deletions.
 
-    Example: s3t simulate -m 5 -L 10 -B 10 --selection bms_relaxed --priors 1,1,1,1,1,1,16,16,1,1
+    Without --subjects each request deletes one record. Real erasure requests name a person who
+    owns many records: with --subjects K each request deletes a whole subject, and the counts are
+    in subjects. Record placement scatters a person's records over nearly every slice, so a large
+    subject kills every shard at once; subject placement keeps each person in one slice (a subject
+    larger than a slice is split over the fewest slices of one shard), so the formula counts subjects.
+
+    Examples: s3t simulate -m 5 -L 10 -B 10 --selection bms_relaxed --priors 1,1,1,1,1,1,16,16,1,1
+
+    s3t simulate -m 4 -L 4 -B 4 --subjects 100 --zipf 1.0 --records 4000
     """
-    from .plan import select_sequences, simulate as run
+    from .errors import ConfigError
+    from .plan import deletion_rate, select_sequences, simulate as run
+    from .plan.subject_rate import pack_subjects, subject_deletion_rate, zipf_sizes
 
     pri = [float(x) for x in priors.split(",")] if priors else None
     seqs = select_sequences(selection, slices, budget, pri)
-    res = run(shards, slices, seqs, trials=trials, seed=seed, priors=pri).to_dict()
-    res.update({"shards": shards, "slices": slices, "budget": budget, "selection": selection})
+    if subjects is None:
+        if zipf is not None or records is not None or placement not in (None, "record"):
+            raise ConfigError(f"--zipf, --records and --placement subject need --subjects K; got --zipf {zipf}, "
+                              f"--records {records}, --placement {placement}")
+        res = run(shards, slices, seqs, trials=trials, seed=seed, priors=pri).to_dict()
+        res.update({"shards": shards, "slices": slices, "budget": budget, "selection": selection})
 
-    def render(r):
-        out.print(f"m={shards} L={slices} B={budget} {selection}: deletion rate {r['deletion_rate']:.1f} "
-                  f"(conditional Monte Carlo, {trials} trials; plain count {r['deletion_rate_plain']:.1f} ± "
-                  f"{r['std_plain'] / trials ** 0.5:.1f}); theory m·L·H(m·min(B,L)) = {r['theory']:.1f}; "
-                  f"mean served-prefix fraction over the first {r['horizon']} requests {r['mean_prefix_fraction']:.3f}",
+        def render(r):
+            out.print(f"m={shards} L={slices} B={budget} {selection}: deletion rate {r['deletion_rate']:.1f} "
+                      f"(conditional Monte Carlo, {trials} trials; plain count {r['deletion_rate_plain']:.1f} ± "
+                      f"{r['std_plain'] / trials ** 0.5:.1f}); theory m·L·H(m·min(B,L)) = {r['theory']:.1f}; "
+                      f"mean served-prefix fraction over the first {r['horizon']} requests {r['mean_prefix_fraction']:.3f}",
+                      soft_wrap=True)
+
+        _emit(res, as_json, render)
+        return
+
+    head = placement or "subject"
+    if head not in ("record", "subject"):
+        raise ConfigError(f"--placement must be record or subject; got {head!r}")
+    a = 1.0 if zipf is None else zipf
+    n = 40 * subjects if records is None else records
+    if subjects < 1 or n < subjects or not a >= 0:
+        raise ConfigError(f"--subjects must be >= 1, --records >= --subjects and --zipf >= 0; got --subjects "
+                          f"{subjects}, --records {n}, --zipf {a}")
+    sizes = zipf_sizes(subjects, n, a, seed=seed)
+    cover, load = pack_subjects(sizes, shards, slices, seed)
+    by = {"subject": run(shards, slices, seqs, trials=trials, seed=seed, subject_sizes=sizes, placement="subject")}
+    # the same horizon for both, so the served-prefix fractions compare
+    by["record"] = run(shards, slices, seqs, trials=trials, seed=seed, subject_sizes=sizes, placement="record",
+                       horizon=by["subject"].horizon)
+    split = sorted((len(c) for c in cover if len(c) > 1), reverse=True)
+    res = {**by[head].to_dict(), "shards": shards, "slices": slices, "budget": budget, "selection": selection,
+           "records": n, "zipf": a, "largest_subject": max(sizes), "smallest_subject": min(sizes),
+           "slice_capacity": -(-n // (shards * slices)), "split_subjects": split,
+           "record_requests_theory": deletion_rate(shards, slices, budget),
+           "even_spread_theory": (subject_deletion_rate(shards, slices, budget, subjects)
+                                  if subjects >= shards * slices else None),
+           "by_placement": {k: v.to_dict() for k, v in by.items()}}
+
+    def render_subjects(r):
+        out.print(f"m={shards} L={slices} B={budget} {selection}; {subjects} subjects, {n} records, Zipf a={a:g} "
+                  f"(largest {r['largest_subject']}, smallest {r['smallest_subject']} records; a slice holds "
+                  f"~{r['slice_capacity']})", soft_wrap=True)
+        table = Table(title=f"Subject deletions until every shard is dead ({trials} trials)")
+        for col in ("placement", "subjects deleted", "exact, this packing", "even-spread form",
+                    f"served-prefix fraction, first {r['horizon']}"):
+            table.add_column(col, justify="left" if col == "placement" else "right")
+        even = r["even_spread_theory"]
+        for name in ("record", "subject"):
+            d = r["by_placement"][name]
+            table.add_row(name + (" *" if name == head else ""), f"{d['deletion_rate']:.1f} ± {d['std'] / trials ** 0.5:.1f}",
+                          "-" if d["theory"] is None else f"{d['theory']:.1f}",
+                          "-" if name == "record" or even is None else f"{even:.1f}", f"{d['mean_prefix_fraction']:.3f}")
+        out.print(table)
+        ml, mid = shards * slices, sorted(sizes)[len(sizes) // 2]
+        reach = [ml * (1 - (1 - 1 / ml) ** k) for k in (mid, max(sizes))]
+        out.print(f"Record placement scatters a subject of n records over ~m·L·(1-(1-1/(m·L))^n) slices: the median "
+                  f"subject ({mid} records) hits ~{reach[0]:.1f} of {ml}, the largest ~{reach[1]:.1f}. Subject placement "
+                  f"cuts one slice per subject" + (f" ({len(split)} subject(s) larger than a slice split over "
+                                              f"{', '.join(map(str, split))} slices of one shard)" if split else "")
+                  + f". For comparison, record requests: m·L·H(m·min(B,L)) = {r['record_requests_theory']:.1f} records.",
                   soft_wrap=True)
 
-    _emit(res, as_json, render)
+    _emit(res, as_json, render_subjects)
 
 
 @app.command()

@@ -174,8 +174,9 @@ def test_default_horizon_and_result_fields() -> None:
     assert result.std_plain > 0
     d = result.to_dict()
     assert set(d) == {"deletion_rate", "std", "trials", "theory", "mean_prefix_fraction", "horizon",
-                      "deletion_rate_plain", "std_plain"}
+                      "deletion_rate_plain", "std_plain", "unit", "placement", "subjects"}
     assert d["trials"] == 50 and d["theory"] == result.theory
+    assert (d["unit"], d["placement"], d["subjects"]) == ("records", "record", 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.trials = 3  # type: ignore[misc]
 
@@ -194,6 +195,14 @@ def test_default_horizon_and_result_fields() -> None:
         ({"horizon": 0}, "horizon"),
         ({"priors": [1, 1]}, "priors"),
         ({"priors": [0, 1, 1]}, "priors"),  # the first slice can never be hit
+        ({"placement": "subject"}, "placement"),  # subject placement needs subject_sizes
+        ({"placement": "person"}, "placement"),
+        ({"subject_priors": [1.0]}, "placement"),
+        ({"subject_sizes": [3, 3], "priors": [1, 1, 1]}, "priors"),
+        ({"subject_sizes": [1, 1]}, "subject_sizes"),  # fewer records than slices
+        ({"subject_sizes": [3, 0]}, "subject_sizes"),
+        ({"subject_sizes": [3, 3], "subject_priors": [1.0]}, "subject_priors"),
+        ({"subject_sizes": [3, 3], "subject_priors": [0, 0]}, "subject_priors"),
     ],
 )
 def test_simulate_bad_arguments_name_the_parameter(kwargs: dict, name: str) -> None:

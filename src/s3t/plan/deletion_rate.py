@@ -3,6 +3,8 @@
 :func:`deletion_rate` is the closed form (coupon collector over the shards' distinct first
 slices); :func:`simulate` is a Monte-Carlo check of it that also measures how long the
 served prefixes stay over a stream of deletions (where sequence selection shows its gain).
+With ``subject_sizes`` each request is a whole subject (a person and all their records), under
+record or subject placement: see :mod:`s3t.plan.subject_rate`.
 """
 
 from __future__ import annotations
@@ -118,23 +120,35 @@ class SimulationResult:
         Standard deviation of the plain count over the trials.
     trials : int
         Number of Monte-Carlo trials.
-    theory : float
-        :func:`deletion_rate` with B = number of sequences (exact for uniform requests
-        when the sequences have min(B, L) distinct first slices).
+    theory : float or None
+        Record requests: :func:`deletion_rate` with B = number of sequences (exact for
+        uniform requests when the sequences have min(B, L) distinct first slices). Subject
+        requests under subject placement: :func:`s3t.plan.subject_rate.packed_deletion_rate`
+        of the packing (in subjects; exact for uniform requests). None where no closed form
+        applies (subject requests under record placement, or subject priors).
     mean_prefix_fraction : float
         Mean over trials, shards and the first ``horizon`` requests of served_prefix / L.
     horizon : int
         Number of requests the prefix fraction is averaged over.
+    unit : str
+        What a request deletes, and so what every count here counts: ``"records"`` or ``"subjects"``.
+    placement : str
+        ``"record"`` or ``"subject"``: how records were placed (record requests: ``"record"``).
+    subjects : int
+        Number of subjects K (0 for record requests).
     """
 
     deletion_rate: float
     std: float
     trials: int
-    theory: float
+    theory: float | None
     mean_prefix_fraction: float
     horizon: int
     deletion_rate_plain: float
     std_plain: float
+    unit: str = "records"
+    placement: str = "record"
+    subjects: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
         """Plain dict of the fields (JSON-serialisable)."""
@@ -171,6 +185,16 @@ def _first_hits(
     return out.reshape(trials, n_total)
 
 
+def _prefix_fraction(hits: np.ndarray, seqs: np.ndarray, horizon: int) -> float:
+    """Mean served_prefix / L over trials, shards and requests 1..horizon, from the (trials, m, L)
+    0-based index of the request that first hit each slice (inf: never)."""
+    # best[.., k]: request index at which the best prefix of length k+1 dies
+    best = np.full(hits.shape, -np.inf)
+    for seq in seqs:
+        best = np.maximum(best, np.minimum.accumulate(hits[:, :, seq], axis=2))
+    return float((np.minimum(best, horizon).sum(axis=2) / (horizon * hits.shape[2])).mean())
+
+
 def simulate(
     n_shards: int,
     n_slices: int,
@@ -179,6 +203,10 @@ def simulate(
     seed: int = 0,
     priors: Sequence[float] | None = None,
     horizon: int | None = None,
+    *,
+    subject_sizes: Sequence[int] | None = None,
+    placement: str = "record",
+    subject_priors: Sequence[float] | None = None,
 ) -> SimulationResult:
     """Monte-Carlo deletion rate and served-prefix length of a plan.
 
@@ -186,6 +214,19 @@ def simulate(
     m·L slices, or with ``priors`` (per slice, the same for every shard, normalised over
     all m·L slices). A hit slice is dead; a sequence serves its longest prefix of live
     slices; a shard is dead when every sequence serves 0. Every shard uses ``sequences``.
+
+    With ``subject_sizes`` (records per subject) each request deletes one whole subject
+    instead: distinct subjects, uniformly at random (or by ``subject_priors``), and every
+    slice holding one of its records dies; all counts are then in subjects
+    (``result.unit == "subjects"``). ``placement`` says where the records went:
+    ``"record"`` — each record in a uniformly random slice (a balanced random deal), so a
+    subject of n records hits each slice with probability about 1 − (1 − 1/(m·L))^n;
+    ``"subject"`` — each subject in one slice (LPT bin packing by size, split over the fewest
+    slices of one shard when larger than ceil(N/(m·L))), so a deletion cuts one slice and
+    m·L·H(m·B') counts subjects when there are many subjects per slice, spread evenly
+    (closed form with the finite K: :func:`s3t.plan.subject_rate.subject_deletion_rate`;
+    exact for the actual packing, the ``theory``: :func:`s3t.plan.subject_rate.packed_deletion_rate`).
+    Draw skewed sizes with :func:`s3t.plan.subject_rate.zipf_sizes`.
 
     Parameters
     ----------
@@ -203,7 +244,15 @@ def simulate(
         Deletion prior per slice (length L). Uniform when None.
     horizon : int, optional
         Requests over which the served-prefix fraction is averaged (state after each of
-        requests 1..horizon). Default ``round(deletion_rate(m, L, B) / 2)``.
+        requests 1..horizon). Default ``round(theory / 2)`` (subject requests without a
+        closed form: half the simulated mean).
+    subject_sizes : sequence of int, optional
+        Records of each subject (each >= 1, total >= m·L): requests are subjects.
+    placement : {"record", "subject"}, default "record"
+        Placement of the subjects' records (needs ``subject_sizes`` for ``"subject"``).
+    subject_priors : sequence of float, optional
+        Relative deletion weight per subject (len K, >= 0); requests are drawn without
+        replacement with these weights. Uniform when None.
 
     Returns
     -------
@@ -220,8 +269,22 @@ def simulate(
     seqs = _check_sequences(sequences, L)
     trials = _check_int("trials", trials, 1)
     seed = _check_int("seed", seed, 0)
+    if placement not in ("record", "subject"):
+        raise ConfigError(f"placement must be 'record' or 'subject'; got {placement!r}")
+    if horizon is not None:
+        horizon = _check_int("horizon", horizon, 1)
+    if subject_sizes is not None:
+        if priors is not None:
+            raise ConfigError(f"priors (per slice) apply to record requests; with subject_sizes give "
+                              f"subject_priors (per subject); got {priors!r:.80}")
+        from s3t.plan.subject_rate import simulate_subjects
+
+        return simulate_subjects(m, L, seqs, subject_sizes, placement, trials, seed, subject_priors, horizon)
+    if placement != "record" or subject_priors is not None:
+        raise ConfigError(f"placement must be 'record' for record requests (subject placement and subject_priors "
+                          f"need subject_sizes); got {placement!r}")
     theory = deletion_rate(m, L, len(seqs))
-    horizon = max(1, round(theory / 2)) if horizon is None else _check_int("horizon", horizon, 1)
+    horizon = max(1, round(theory / 2)) if horizon is None else horizon
     firsts = np.unique(seqs[:, 0])
     p = None
     if priors is not None:
@@ -255,11 +318,6 @@ def simulate(
     ordered = probs[first_cols][order]
     live_mass = np.cumsum(ordered[:, ::-1], axis=1)[:, ::-1]  # mass still live before each hit
     conditional = (1.0 / live_mass).sum(axis=1)
-    # E[.., k]: request index at which the best prefix of length k+1 dies
-    best = np.full((trials, m, L), -np.inf)
-    for seq in seqs:
-        best = np.maximum(best, np.minimum.accumulate(hits[:, :, seq], axis=2))
-    prefix = np.minimum(best, horizon).sum(axis=2) / (horizon * L)
     return SimulationResult(
         deletion_rate=float(conditional.mean()),
         std=float(conditional.std(ddof=1)) if trials > 1 else 0.0,
@@ -267,6 +325,6 @@ def simulate(
         std_plain=float(counts.std(ddof=1)) if trials > 1 else 0.0,
         trials=trials,
         theory=float(theory),
-        mean_prefix_fraction=float(prefix.mean()),
+        mean_prefix_fraction=_prefix_fraction(hits, seqs, horizon),
         horizon=int(horizon),
     )

@@ -8,6 +8,8 @@
   measured ensemble accuracy (:class:`AccuracyCache`), and remaining deletion capacity
   m·L·H(c) with c the (shard, first slice) pairs whose stage-1 checkpoint was clean then —
   the coupon-collector of :func:`s3t.plan.deletion_rate` applied to the remaining coupons.
+  It counts subjects (``capacity_unit``) when the plan places by subject and the training
+  records have subjects (one subject deletion cuts one slice), else records.
 
 Nothing here writes the ledger; the accuracy cache is a small JSON file in the workspace,
 filled lazily (never on the /forget path).
@@ -32,7 +34,7 @@ from ..plan import deletion_rate, harmonic
 from ..serve.rule import valid_prefix
 from ..store.atomic import atomic_write_bytes
 from ..store.ledger import utcnow
-from ..store.schema import Deletion, DeletionRequest, Manifest, Receipt as ReceiptRow, SliceMember
+from ..store.schema import Deletion, DeletionRequest, Manifest, Receipt as ReceiptRow, Record, SliceMember
 from . import dashboard_schemas as ds
 from .schemas import WorkerStatus
 
@@ -149,6 +151,8 @@ def build(model, worker_status: WorkerStatus, pending: list[str], accuracy: Accu
             .order_by(Manifest.version.desc()).limit(MAX_HISTORY)
         ).all())[::-1]
         seq_rows = ledger.sequences()
+        unit = capacity_unit(plan, s)
+        subject_first = _subject_first_deletions(s)
 
     grid, counts = _grid(model, chains, checkpoints, lineage, sv_requests, req_state, manifest, seq_rows)
     shards = {str(k): (0 if v is None else int(v["stage"])) for k, v in manifest["shards"].items()}
@@ -161,9 +165,10 @@ def build(model, worker_status: WorkerStatus, pending: list[str], accuracy: Accu
     capacity = ds.Capacity(
         formula=f"m·L·H(m·min(B,L)) = {m}·{L}·H({m}·{min(plan.budget, L)})",
         expected_total=deletion_rate(m, L, plan.budget), first_slices=len(first),
-        live_first_slices=len(live_first), remaining=m * L * harmonic(len(live_first)),
+        live_first_slices=len(live_first), remaining=m * L * harmonic(len(live_first)), capacity_unit=unit,
     )
-    history = _history(manifests, deletions, chain_rows, checkpoints, lineage, sv_taint, m, L, accuracy.snapshot())
+    history = _history(manifests, deletions, chain_rows, checkpoints, lineage, sv_taint, m, L, accuracy.snapshot(),
+                       subject_first)
     summary = ds.EnsembleSummary(
         manifest_version=version, shards=m, slices=L, budget=plan.budget, selection=plan.selection,
         live_shards=sum(1 for v in shards.values() if v > 0), served=shards,
@@ -236,8 +241,30 @@ def _grid(model, chains, checkpoints, lineage, sv_requests, req_state, manifest,
     return grid, dict(counts)
 
 
+def capacity_unit(plan, s) -> str:
+    """'subjects' when the plan places by subject ('subject', or 'auto' — subject placement when the
+    data has subjects) and some training record has a subject; else 'records'."""
+    if getattr(plan, "placement", "record") not in ("subject", "auto"):
+        return "records"
+    has = s.scalar(select(Record.id).where(Record.split == "train", Record.subject.is_not(None)).limit(1))
+    return "subjects" if has is not None else "records"
+
+
+def _subject_first_deletions(s) -> list[str]:
+    """Sorted first deletion time of each training subject (a record without a subject is its own)."""
+    first: dict[str, str] = {}
+    for rid, subject, at in s.execute(
+        select(Deletion.record_id, Record.subject, DeletionRequest.created_at)
+        .join(DeletionRequest, DeletionRequest.id == Deletion.request_id)
+        .join(Record, Record.id == Deletion.record_id).where(Record.split == "train")
+    ).all():
+        key = f"s:{subject}" if subject is not None else f"r:{rid}"
+        first[key] = min(at, first.get(key, at))
+    return sorted(first.values())
+
+
 def _history(manifests, deletions, chain_rows, checkpoints, lineage, sv_taint, m: int, L: int,
-             measured: dict[int, Optional[float]]) -> list[ds.HistoryPoint]:
+             measured: dict[int, Optional[float]], subject_first: Optional[list[str]] = None) -> list[ds.HistoryPoint]:
     deleted_at = sorted(at for _, _, at in deletions)
     request_at = sorted(json.loads(r.body).get("created_at", "") for r in chain_rows)
     # stage-1 checkpoints: (shard, first slice) -> [(registered at, first tainted at or None)]
@@ -256,6 +283,7 @@ def _history(manifests, deletions, chain_rows, checkpoints, lineage, sv_taint, m
         out.append(ds.HistoryPoint(
             manifest_version=version, created_at=created_at, reason=reason,
             deleted_records=bisect_right(deleted_at, created_at), requests=bisect_right(request_at, created_at),
+            deleted_subjects=bisect_right(subject_first or [], created_at),
             served=served, mean_member_accuracy=(sum(accs) / len(accs)) if accs else None,
             ensemble_accuracy=measured.get(version), live_first_slices=live, remaining_capacity=m * L * harmonic(live),
         ))

@@ -103,12 +103,23 @@ class HistoryPoint(BaseModel):
     ensemble_accuracy: Optional[float] = Field(
         None, description="Measured validation accuracy of the served ensemble (when this service measured that manifest)."
     )
+    deleted_subjects: int = Field(
+        0, description="Distinct training subjects with a deleted record up to this manifest (a record without a subject "
+                       "counts as its own): the x axis of the capacity plot when capacity_unit is 'subjects'.")
     live_first_slices: int = Field(..., description="Distinct (shard, first slice) whose stage-1 checkpoint was clean.")
-    remaining_capacity: float = Field(..., description="m·L·H(live first slices): expected further deletions until every shard is dead.")
+    remaining_capacity: float = Field(..., description="m·L·H(live first slices): expected further deletions until every "
+                                                       "shard is dead, in the capacity's capacity_unit.")
+
+
+CapacityUnit = Literal["subjects", "records"]
 
 
 class Capacity(BaseModel):
     formula: str
+    capacity_unit: CapacityUnit = Field(
+        "records", description="What the capacity counts. 'subjects' when the plan places by subject (placement "
+                               "'subject', or 'auto') and the training records have subjects: a subject deletion then cuts "
+                               "one slice and m·L·H(·) counts subjects (see s3t.plan.subject_rate); else 'records'.")
     expected_total: float = Field(..., description="m·L·H(m·min(B, L)): the plan's deletion rate when fresh.")
     first_slices: int = Field(..., description="Distinct (shard, first slice) pairs of the plan.")
     live_first_slices: int

@@ -110,15 +110,18 @@ def accuracy_chart(history: Sequence[HistoryPoint], current: Optional[float] = N
 
 
 def capacity_chart(history: Sequence[HistoryPoint], capacity: Capacity) -> str:
-    """Remaining deletion capacity m·L·H(live first slices) vs the fresh plan's formula."""
+    """Remaining deletion capacity m·L·H(live first slices) vs the fresh plan's formula, in the
+    capacity's unit: subjects (x = deleted subjects) under subject placement, else records."""
+    unit = capacity.capacity_unit
     e0 = capacity.expected_total
-    x_hi = max([p.deleted_records for p in history] + [0])
+    done = [p.deleted_subjects if unit == "subjects" else p.deleted_records for p in history]
+    x_hi = max(done + [0])
     x_hi = max(x_hi * 1.25, min(e0, 10.0), 1.0)
-    actual = [(p.deleted_records, p.remaining_capacity) for p in history]
+    actual = [(x, p.remaining_capacity) for x, p in zip(done, history)]
     series = [
-        Series("remaining: m·L·H(live first slices)", "#d9822b", actual, dots=True, step=True),
+        Series(f"remaining: m·L·H(live first slices) {unit}", "#d9822b", actual, dots=True, step=True),
         Series("formula − deletions: m·L·H(m·B′) − d", "#7b8794", [(0, e0), (min(x_hi, e0), e0 - min(x_hi, e0))], dash="6 4"),
-        Series(f"formula m·L·H(m·B′) = {e0:.1f}", "#3e4c59", [(0, e0), (x_hi, e0)], dash="2 3"),
+        Series(f"formula m·L·H(m·B′) = {e0:.1f} {unit}", "#3e4c59", [(0, e0), (x_hi, e0)], dash="2 3"),
     ]
-    return line_chart("Remaining deletion capacity", series, "deleted records", "expected deletions left",
-                      (0, x_hi), (0, e0 * 1.12), "chart-capacity")
+    return line_chart(f"Remaining deletion capacity ({unit})", series, f"deleted {unit}",
+                      f"expected {unit[:-1]} deletions left", (0, x_hi), (0, e0 * 1.12), "chart-capacity")
