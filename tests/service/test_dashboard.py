@@ -224,3 +224,32 @@ def test_charts_are_svg_with_the_series():
         assert len(polylines) == n_lines
         assert all(len(p.get("points").split()) >= 2 for p in polylines)
     assert _ticks(0, 2, 6, integer=True) == [0, 1, 2] and _ticks(0, 1, 5) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_accuracy_measured_on_since_erased_validation_rows_is_dropped(make_client, fitted_ws):
+    """A subject forget erases the subject's validation rows: every ensemble accuracy measured while
+    they were live leaves the dashboard and the cache file; the next one is measured without them."""
+    client = make_client()
+    client.get("/dashboard/data", headers=READ)  # measures manifest version 1
+    client.post("/forget", json={"record_ids": [train_ids(fitted_ws, 1, 2)[0]]}, headers=AUTH)
+    client.get("/dashboard/data", headers=READ)  # and version 2 (the same validation rows)
+    path = fitted_ws.ws_.path / ACCURACY_FILE
+    assert set(json.loads(path.read_text())["accuracy"]) == {"1", "2"}
+    subject = next(r.subject for r in fitted_ws.ws_.ledger.records("validation") if r.subject is not None)
+    rc = client.post("/forget", json={"subject": subject}, headers=AUTH).json()
+    assert rc["validation_records"] > 0
+
+    lazy = client.get("/dashboard/data", params={"accuracy": "false"}, headers=READ).json()
+    assert [p["ensemble_accuracy"] for p in lazy["history"]] == [None, None, None]
+    assert json.loads(path.read_text())["accuracy"] == {}  # dropped from the file, not only hidden
+    restarted = make_client().get("/dashboard/data", params={"accuracy": "false"}, headers=READ).json()
+    assert [p["ensemble_accuracy"] for p in restarted["history"]] == [None, None, None]
+
+    d = client.get("/dashboard/data", headers=READ).json()  # measured again, on the live rows only
+    live = [r for r in fitted_ws.ws_.ledger.records("validation") if r.text is not None]
+    assert 0 < len(live) < 40 and d["summary"]["validation_records"] == len(live)
+    pred = fitted_ws.predict_proba([r.text for r in live]).argmax(-1)
+    expected = float((pred == np.array([r.label for r in live])).mean())
+    assert d["summary"]["validation_accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert [p["ensemble_accuracy"] for p in d["history"]][:2] == [None, None]
+    assert json.loads(path.read_text())["accuracy"] == {str(rc["manifest_version"]): d["summary"]["validation_accuracy"]}

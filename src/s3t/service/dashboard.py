@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import errors
 from ..estimator import scoring_subset
@@ -46,32 +46,59 @@ MAX_VALIDATION = 2000  # validation records the ensemble accuracy is measured on
 MAX_LOG = 200  # receipts listed (the whole chain is verified)
 MAX_HISTORY = 500  # manifest versions in the history
 MAX_IDS_SHOWN = 20
+_Q_LIVE_VALIDATION = (select(func.count()).select_from(Record)
+                      .where(Record.split == "validation", Record.text.is_not(None)))
 
 
 class AccuracyCache:
     """Validation accuracy of the served ensemble per manifest version, measured lazily and
-    persisted to ``WORKSPACE/dashboard-accuracy.json`` (bounded to the newest versions)."""
+    persisted to ``WORKSPACE/dashboard-accuracy.json`` (bounded to the newest versions).
+
+    Every value is kept with what it was measured on: ``measured_on`` = the number of live
+    validation records then. Validation rows are only ever erased (a subject forget erases its
+    own), so a smaller count means rows the values were measured on are gone: :meth:`check` then
+    drops them all, from the file too, and the next measurement is made without those rows. The
+    file holds numbers only (accuracies and that count), nothing else derived from any row.
+    """
 
     def __init__(self, path: Path, limit: int = MAX_CACHED):
         self.path, self.limit = Path(path), limit
         self.lock = threading.Lock()
         self.values: dict[int, Optional[float]] = {}
+        self.measured_on: Optional[int] = None  # live validation records the values were measured on
         try:
             raw = json.loads(self.path.read_text())
             self.values = {int(k): (None if v is None else float(v)) for k, v in raw.get("accuracy", {}).items()}
+            on = raw.get("measured_on", {}).get("live_validation")
+            self.measured_on = None if on is None else int(on)
         except FileNotFoundError:
             pass
         except (ValueError, AttributeError, TypeError) as exc:
             log.warning("ignoring unreadable dashboard accuracy cache %s: %s", self.path, exc)
+            self.values, self.measured_on = {}, None
 
     def snapshot(self) -> dict[int, Optional[float]]:
         with self.lock:
             return dict(self.values)
 
+    def check(self, live_validation: int) -> None:
+        """Drop every value measured on another set of live validation rows (rows since erased), or
+        on an unrecorded one, from memory and the file."""
+        with self.lock:
+            self._check(live_validation)
+
+    def _check(self, live: int) -> None:
+        if live != self.measured_on:
+            dropped = bool(self.values)
+            self.values, self.measured_on = {}, live
+            if dropped or self.path.exists():
+                self._save()
+
     def measure(self, model) -> tuple[Optional[int], Optional[float], int]:
         """(manifest version, accuracy, n records) of the served ensemble; measured once per version."""
-        texts, labels = validation_set(model)
+        texts, labels, live = validation_set(model)
         with self.lock:  # one measurement at a time; others wait and then read the cache
+            self._check(live)
             try:
                 ens = model.ensemble_
             except errors.S3TError as exc:
@@ -90,6 +117,8 @@ class AccuracyCache:
                 acc = None
             if ens.manifest_version != version:  # swapped while measuring: measure again next time
                 return version, None, len(texts)
+            if live_validation(model) != live:  # a forget erased validation rows since they were read
+                return version, None, len(texts)
             self.values[version] = acc
             for old in sorted(self.values)[: max(0, len(self.values) - self.limit)]:
                 del self.values[old]
@@ -97,19 +126,27 @@ class AccuracyCache:
             return version, acc, len(texts)
 
     def _save(self) -> None:
-        body = {"accuracy": {str(k): v for k, v in sorted(self.values.items())}}
+        body = {"accuracy": {str(k): v for k, v in sorted(self.values.items())},
+                "measured_on": {"live_validation": self.measured_on}}
         try:
             atomic_write_bytes(self.path, json.dumps(body).encode())
         except OSError as exc:  # a read-only workspace still gets a dashboard
             log.warning("could not write the dashboard accuracy cache %s: %s", self.path, exc)
 
 
-def validation_set(model) -> tuple[list[str], list[int]]:
-    """The validation records that score checkpoints (``train.val_limit``), capped at MAX_VALIDATION."""
+def validation_set(model) -> tuple[list[str], list[int], int]:
+    """The validation records that score checkpoints (``train.val_limit``), capped at MAX_VALIDATION:
+    texts, labels, and the number of live validation records they were chosen from."""
     records = [r for r in model.ws_.ledger.records("validation") if r.text is not None]
     keep = set(scoring_subset([r.id for r in records], model.config.train.val_limit)[:MAX_VALIDATION])
     chosen = [r for r in records if r.id in keep]
-    return [r.text for r in chosen], [int(r.label) for r in chosen]
+    return [r.text for r in chosen], [int(r.label) for r in chosen], len(records)
+
+
+def live_validation(model) -> int:
+    """Validation records whose text is not erased (one COUNT)."""
+    with model.ws_.ledger.Session() as s:
+        return s.scalar(_Q_LIVE_VALIDATION)
 
 
 def _chain_problems(chain: list[ReceiptRow]) -> list[list[str]]:
@@ -124,6 +161,8 @@ def _chain_problems(chain: list[ReceiptRow]) -> list[list[str]]:
 def build(model, worker_status: WorkerStatus, pending: list[str], accuracy: AccuracyCache,
           measure: bool = True) -> ds.DashboardData:
     """Everything the dashboard shows (see the module docstring)."""
+    if not measure:  # measure() checks the cache itself
+        accuracy.check(live_validation(model))
     version_measured, acc_now, n_val = accuracy.measure(model) if measure else (None, None, 0)
     ledger, plan = model.ws_.ledger, model.config.plan
     with ledger.Session() as s:
