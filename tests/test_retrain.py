@@ -181,3 +181,24 @@ def test_unknown_restore_is_a_clear_error(fitted_ws):
     fitted_ws.forget(record_ids=[one_record(fitted_ws, 0, 0)])
     with pytest.raises(ConfigError, match="restore must be one of"):
         fitted_ws.retrain(restore="fast")
+
+
+def test_a_forget_that_cuts_a_planned_parent_between_jobs_is_replanned_not_a_crash(fitted_ws):
+    """A forget committed while a retrain runs can cut (and erase the file of) the parent that the
+    retrain planned for a later job. The retrain must re-plan that job, not fail on the missing file."""
+    from s3t.retrain import RetrainReport, iter_retrain
+
+    est = fitted_ws
+    est.forget(record_ids=[one_record(est, 0, 0), one_record(est, 1, 0)])
+    report = RetrainReport()
+    steps = iter_retrain(est, report, restore="progressive")
+    first = next(steps)
+    assert first == {"kind": "extend", "shard": 0, "stages": 1}  # shard 1's job, parent (1, 2), is next
+    late = est.forget(record_ids=[one_record(est, 1, 2)])  # cuts (1, 2): its file is erased
+    assert est.flush()
+    rest = list(steps)
+    assert rest and all(s["shard"] in (0, 1) for s in rest)
+    assert report.served_after == {"0": 3, "1": 3}
+    assert late.request_id in report.requests
+    assert est.audit().ok
+    assert est.verify(late.request_id).ok

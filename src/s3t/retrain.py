@@ -9,17 +9,20 @@ on the data without the deleted records — which :func:`verify` checks.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .config import RESTORES
-from .errors import ConfigError, UnknownRecordError
+from .errors import ConfigError, IntegrityError, UnknownRecordError
 from .plan.restore import next_step
 from .serve.rule import valid_prefix
+
+log = logging.getLogger("s3t")
 
 if TYPE_CHECKING:
     from .estimator import S3T
@@ -79,11 +82,23 @@ def retrain(model: "S3T", progress=None, restore: str = "progressive") -> Retrai
     each), and deletions committed meanwhile join the next step. ``"naive"``: every cut stage
     in one pass, swapped in at the end.
     """
+    report = RetrainReport()
+    for _ in iter_retrain(model, report, progress, restore):
+        pass
+    return report
+
+
+def iter_retrain(model: "S3T", report: RetrainReport, progress=None, restore: str = "progressive"
+                 ) -> Iterator[dict[str, Any]]:
+    """:func:`retrain` one shard job at a time: yields each job's step (kind, shard, stages)
+    once it is registered (and, progressive, swapped in); fills ``report``. A caller that
+    interleaves forgets between jobs (the deletion-traffic bench) sees exactly what a server
+    whose forgets land during the retrain would."""
     if restore not in RESTORES:
         raise ConfigError(f"restore must be one of {list(RESTORES)}; got {restore!r}")
     start = time.perf_counter()
     ledger = model.ws_.ledger
-    report = RetrainReport(requests=ledger.requests_in_state("served-exact", "retraining"))
+    report.requests = ledger.requests_in_state("served-exact", "retraining")
     report.served_before = _served(model)
     ledger.set_request_state(report.requests, "retraining")
     swap = None if restore == "naive" else (lambda: _swap(model, report, start))
@@ -105,13 +120,24 @@ def retrain(model: "S3T", progress=None, restore: str = "progressive") -> Retrai
                 break
             kind, chosen = step
             work = {shard: (prefixes, parents.get(shard, {})) for shard, prefixes in chosen.items()}
-        if restore != "naive" and (kind, chosen) == last and not rebuilt:
-            raise RuntimeError(f"retrain made no progress: step {kind} {chosen} again")  # a bug, never a loop
-        last = None if restore == "naive" else (kind, chosen)
-        for shard, (prefixes, parents) in sorted(work.items()):
+            if (kind, chosen) == last and not rebuilt:
+                raise RuntimeError(f"retrain made no progress: step {kind} {chosen} again")  # a bug, never a loop
+            last = (kind, chosen)
+        for shard, (prefixes, _) in sorted(work.items()):
+            # parents as they are NOW: a forget committed since the plan (by this process between
+            # jobs, or by another at any time) may have cut one and erased its file
+            needed = _parents_now(model, shard, prefixes)
+            if needed is None:
+                continue  # re-planned in the next round
+            try:
+                report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: needed}, on_job=swap)
+            except IntegrityError:
+                if _parents_now(model, shard, prefixes) is not None:
+                    raise  # a damaged file, not a cut parent
+                log.info("shard %d: a parent checkpoint was cut while its job started; re-planning", shard)
+                continue
             report.steps.append({"kind": kind, "shard": shard, "stages": len(prefixes)})
-            needed = {p[:-1]: parents[p[:-1]] for p in prefixes if p[:-1] in parents}
-            report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: needed}, on_job=swap)
+            yield report.steps[-1]
         if restore == "naive":
             break
     _crash_point("swap")  # stages registered, not yet swapped in
@@ -126,7 +152,17 @@ def retrain(model: "S3T", progress=None, restore: str = "progressive") -> Retrai
         ledger.set_request_state(report.requests, "retrained")
     report.served_after = _served(model)
     report.seconds = time.perf_counter() - start
-    return report
+
+
+def _parents_now(model: "S3T", shard: int, prefixes: list[tuple[int, ...]]) -> dict | None:
+    """The clean parent checkpoint of each prefix whose parent the job does not train itself;
+    None when one of them is no longer clean."""
+    _, _, parents = _shard_state(model)
+    mine, todo = parents.get(shard, {}), set(prefixes)
+    needed = {p[:-1] for p in prefixes if len(p) > 1 and p[:-1] not in todo}
+    if not needed <= set(mine):
+        return None
+    return {p: mine[p] for p in needed}
 
 
 _MAX_STEPS = 10_000  # a bound, never reached: each step trains at least one stage
