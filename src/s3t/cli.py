@@ -75,6 +75,9 @@ def train(
     slices: Optional[int] = typer.Option(None, "--slices", "-L", help="L: slices per shard (divides the layer count)."),
     budget: Optional[int] = typer.Option(None, "--budget", "-B", help="B: sequences per shard."),
     selection: Optional[str] = typer.Option(None, "--selection", help="cyclic | bms"),
+    placement: Optional[str] = typer.Option(
+        None, "--placement", help="subject | record | auto: 'subject' keeps each person's records in one slice, so "
+        "forgetting a person cuts one slice's lineages, not every shard's (auto = subject when the data has subjects)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
     model: Optional[str] = typer.Option(None, "--model", help="Built-in model name or a local HF encoder directory."),
     db: Optional[str] = DbOpt,
@@ -90,7 +93,7 @@ def train(
     from .estimator import S3T
 
     cfg = S3TConfig.load(config) if config else S3TConfig()
-    plan = {k: v for k, v in dict(shards=shards, slices=slices, budget=budget, selection=selection).items() if v is not None}
+    plan = {k: v for k, v in dict(shards=shards, slices=slices, budget=budget, selection=selection, placement=placement).items() if v is not None}
     tr = {k: v for k, v in dict(epochs=epochs, model=model).items() if v is not None}
     cfg = S3TConfig(plan=replace(cfg.plan, **plan), train=replace(cfg.train, **tr), serve=cfg.serve)
     if data is None:
@@ -103,6 +106,9 @@ def train(
         est = S3T(cfg, workspace=workspace, db=db).fit(train_data, validation=val_data, progress=callback)
     st = est.status()
     console.print(f"[green]trained[/] {st['checkpoints']} checkpoints; served prefix per shard: {st['served']}")
+    pl = est.placement_
+    console.print(f"placement {pl['placement']}: slice sizes {pl['slice_min']}..{pl['slice_max']} records"
+                  + (f"; {len(pl['split_subjects'])} subject(s) larger than a slice were split" if pl["split_subjects"] else ""))
 
 
 @app.command()
@@ -201,7 +207,10 @@ def audit(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[
 
 
 @app.command()
-def retrain(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt) -> None:
+def retrain(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt,
+            restore: Optional[str] = typer.Option(
+                None, "--restore", help="progressive (dead shards first, each step swapped in at once) | naive "
+                "(everything, swapped in at the end). Default: the workspace's serve.restore.")) -> None:
     """Retrain every stage cut by deletions, without the deleted records, and swap it in.
 
     Until this runs, each hit shard serves a shorter prefix that never saw the records; after
@@ -217,12 +226,16 @@ def retrain(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optiona
     est = S3T.load(workspace, db=db)
     bar, callback = _progress()
     with bar:
-        report = est.retrain(progress=callback)
+        report = est.retrain(progress=callback, restore=restore)
 
     def render(d):
         out.print(f"retrained {len(d['checkpoints'])} checkpoint(s) for {len(d['requests'])} request(s) in {d['seconds']:.1f}s; "
                   f"rebuilt slices {d['rebuilt_slices']}\n  served prefix before: {d['served_before']}\n"
                   f"  served prefix after:  {d['served_after']}", soft_wrap=True)
+        if d.get("swaps"):
+            first = d["swaps"][0]
+            out.print(f"  progressive restore: {len(d['swaps'])} swap(s); first after {first['seconds']:.1f}s "
+                      f"serving {first['served']}", soft_wrap=True)
 
     _emit(report.to_dict(), as_json, render)
 
@@ -418,6 +431,13 @@ def serve(
         False, "--protect-predict/--open-predict",
         help="POST /predict needs the read (or forget) token too; by default it is open, like /healthz.",
     ),
+    retrain_policy: Optional[str] = typer.Option(
+        None, "--retrain", help="When to retrain after forgets: immediate (every forget) | accuracy (a shard is dead, or the "
+        "served accuracy fell more than serve.retrain_delta below the fitted one) | interval (at most every "
+        "serve.retrain_every s). Default: the workspace's serve.retrain. Forgets are exact at once in every case."),
+    restore: Optional[str] = typer.Option(
+        None, "--restore", help="progressive (dead shards get stage 1 first, then best sequences grow stage by stage, each "
+        "swapped in at once) | naive (everything, swapped in at the end). Default: the workspace's serve.restore."),
 ) -> None:
     """Serve predict / forget / status / audit and the dashboard over HTTP (FastAPI + uvicorn); API docs at /docs.
 
@@ -433,7 +453,8 @@ def serve(
     from .service import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(workspace, db=db, background=background, protect_predict=protect_predict),
+    uvicorn.run(create_app(workspace, db=db, background=background, protect_predict=protect_predict,
+                           retrain_policy=retrain_policy, restore=restore),
                 host=host, port=port, log_level="info")
 
 
@@ -450,10 +471,14 @@ def bench(
     restart: bool = typer.Option(False, "--restart", help="Discard the pieces an interrupted run kept in OUT/work and start over."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep OUT/work (fitted workspaces, baselines, per-part "
                                    "results) when the run completes."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run one part alone: P8 (deletion traffic: a stream of "
+                                       "subject deletions with the background retrain running, every method)."),
 ) -> None:
     """Benchmark S3T side by side with SISA and full retraining in one run: forget latency (P1),
-    deletion rate (P2), accuracy before / during deletions (P3, P4), training cost (P5, P7) and
-    predict speed (P6). Writes results.json, summary.md and PNG plots; prints the table.
+    deletion rate (P2), accuracy before / during deletions (P3, P4), training cost (P5, P7),
+    predict speed (P6) and deletion traffic by person (P8: availability, longest dark period,
+    accuracy over time, CPU per deletion). Writes results.json, summary.md and PNG plots; prints
+    the table. `--only P8` runs the deletion-traffic part alone.
 
     The full run takes hours. Every finished fit and part is kept in OUT/work as it completes:
     if the run stops (crash, Ctrl-C, machine taken away), run the same command again and it
@@ -464,7 +489,7 @@ def bench(
     from .bench import run_bench
 
     results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
-                        deletions=deletions, threads=threads, restart=restart, keep_work=keep_work)
+                        deletions=deletions, threads=threads, restart=restart, keep_work=keep_work, only=only)
 
     def render(r):
         table = Table("part", "metric", "measured", "target", "met", title=f"s3t bench ({r['mode']})")

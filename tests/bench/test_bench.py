@@ -19,7 +19,7 @@ from s3t.cli import app
 from s3t.data import load_builtin
 from s3t.plan import assign_shards, cyclic, deletion_rate, served_prefix
 
-PARTS = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"]
+PARTS = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -51,7 +51,7 @@ def test_every_part_and_the_machine_are_recorded(bench):
 
 def test_plots_are_written(bench):
     r, out = bench
-    assert len(r["plots"]) == 5
+    assert len(r["plots"]) == 6 and "p8_deletion_traffic.png" in r["plots"]
     for name in r["plots"]:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
@@ -156,6 +156,34 @@ def test_p6_p7(bench):
     assert [x["budget"] for x in p7["vs_budget"]] == [1, 3]
     assert all(x["seconds"] > 0 and x["cpu_seconds"] > 0 for x in p7["vs_records"] + p7["vs_budget"])
     assert p7["vs_budget"][1]["checkpoints"] == 18 and p7["vs_budget"][0]["checkpoints"] == 6
+
+
+def test_p8_deletion_traffic(bench):
+    """Every method saw the same stream; timelines are consistent; subject placement with
+    progressive restore is dark only after the burst."""
+    p8 = bench[0]["P8"]
+    methods = p8["methods"]
+    assert set(methods) == {f"s3t-{p}-{r}" for p in ("subject", "record") for r in ("progressive", "naive")} | {
+        "sisa-subject", "sisa-record", "full"}
+    events = p8["events"]
+    assert sum(e["burst"] for e in events) == 1 and len(events) == 7  # quick: 6 singles and one burst of 6
+    assert p8["deleted_subjects"] == sum(e["subjects"] for e in events) == 12
+    assert p8["placement"]["subject"]["placement"] == "subject" and p8["placement"]["record"]["placement"] == "record"
+    for name, m in methods.items():
+        tl = m["timeline"]
+        assert tl[0][0] == 0 and tl[0][1] >= 1 and tl[0][2] is not None, name
+        assert [t for t, _, _ in tl] == sorted(t for t, _, _ in tl), name
+        assert all((n == 0) == (a is None) for _, n, a in tl), name
+        assert tl[-1][1] >= 1, f"{name} ends without a live model"
+        assert 0 <= m["availability"] <= m["availability_outside_bursts"] <= 1
+        assert m["cpu_seconds"] > 0 and m["jobs"] >= 1 and m["cpu_per_deletion"] == pytest.approx(m["cpu_seconds"] / 12)
+        dark = sum(b - a for a, b in m["dark_periods"])
+        assert m["availability"] == pytest.approx(1 - dark / p8["horizon"], abs=1e-3)
+    best = methods["s3t-subject-progressive"]
+    assert all(abs(a - p8["burst_at"]) <= 1e-3 for a, _ in best["dark_periods"]), best["dark_periods"]
+    assert best["availability_outside_bursts"] == 1.0
+    assert methods["full"]["dark_periods"][0][0] == pytest.approx(events[0]["t"], abs=1e-3)  # dark from the first deletion
+    assert any(row["part"] == "P8" for row in bench[0]["summary"])
 
 
 def test_bench_help_is_listed():

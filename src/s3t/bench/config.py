@@ -45,6 +45,14 @@ class BenchConfig:
     skew_slices: int = 10                                  # P2 skewed priors: 2 of 10 slices carry 80%
     skew_budgets: tuple[int, ...] = (1, 2, 5, 10)
     sim_trials: int = 500
+    traffic: dict[str, Any] = field(default_factory=lambda: {  # P8: deletion traffic
+        "subjects": 24,       # synthetic subjects over the training records (Zipf sizes)
+        "zipf": 1.0,          # Zipf exponent of the subject sizes
+        "singles": 6,         # one-subject deletions (Poisson arrivals)
+        "burst": 6,           # subjects deleted at once, halfway through the singles
+        "gap": 0.5,           # mean gap between singles, in units of one full fine-tune's CPU time
+        "eval_texts": 120,    # test texts the served accuracy is measured on
+    })
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -59,7 +67,8 @@ class BenchConfig:
         base = cls(mode="full", limit=None, fractions=(0.8, 0.1, 0.1), shards=5, slices=6, epochs=2, lr=2e-3,
                    batch_size=32, threads=2, validation=True, val_limit=300, accuracy_points=9, accuracy_streams=5,
                    latency_requests=200, throughput_texts=800, throughput_repeats=3,
-                   size_fractions=(0.125, 0.25, 0.5, 1.0), cache_fraction=1.0, sim_trials=2000)
+                   size_fractions=(0.125, 0.25, 0.5, 1.0), cache_fraction=1.0, sim_trials=2000,
+                   traffic={"subjects": 200, "zipf": 1.0, "singles": 12, "burst": 20, "gap": 0.5, "eval_texts": 400})
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .plan_parts import SKEW_SELECTORS
+from .traffic import p8_rows, plot_p8
 
 
 def _f(x: float | None, fmt: str = ".3f") -> str:
@@ -19,6 +20,8 @@ def _row(part: str, metric: str, value: str, target: str = "", met: bool | None 
 def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per headline number; ``met`` compares with the issue's target (None: no target)."""
     rows = []
+    if "P1" not in r:  # a P8-only run
+        return p8_rows(r["P8"]) if "P8" in r else rows
     p1 = r["P1"]
     s, b, f = p1["s3t_ms"], p1["sisa_ms"], p1["full_ms"]
     rows.append(_row("P1", f"s3t forget latency p50 / p99 over {s['n']} deletions", f"{s['p50']:.1f} / {s['p99']:.1f} ms",
@@ -125,6 +128,8 @@ def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                      ", ".join(f"{x['records']}: {x['cpu_seconds']:.0f}s" for x in p7["vs_records"])))
     rows.append(_row("P7", "S3T training CPU seconds vs B",
                      ", ".join(f"B={x['budget']}: {x['cpu_seconds']:.0f}s" for x in p7["vs_budget"])))
+    if "P8" in r:
+        rows += p8_rows(r["P8"])
     return rows
 
 
@@ -156,6 +161,10 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
         plt.close(fig)
         names.append(name)
 
+    if "P8" in r:
+        names.append(Path(plot_p8(r["P8"], out / "p8_deletion_traffic.png")).name)
+    if "P1" not in r:  # a P8-only run
+        return names
     p1 = r["P1"]
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = ["S3T forget", "SISA retrain", "full retrain"]

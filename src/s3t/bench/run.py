@@ -62,18 +62,20 @@ def fsync_latency(directory: Path, n: int = 30) -> dict[str, float]:
 
 
 def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None] | None = None,
-              restart: bool = False, keep_work: bool = False, **overrides: Any) -> dict[str, Any]:
+              restart: bool = False, keep_work: bool = False, only: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Run the benchmark (``quick`` preset or full) and write its results into ``out_dir``.
 
     ``overrides`` replace :class:`BenchConfig` fields (e.g. ``model=`` a local tiny encoder
     and ``limit=`` for tests). Finished parts and fits are kept in ``out_dir/work`` while the
     run lasts, so running the same call again after an interruption continues it
     (``restart=True`` discards them instead; ``keep_work=True`` keeps them at the end).
-    Returns the results dict also written to ``results.json``.
+    ``only="P8"`` runs the deletion-traffic part alone (its own fits). Returns the results dict
+    also written to ``results.json``.
     """
     from ..data import load_builtin
     from ..train.backbone import load_backbone, set_determinism
     from .serve_parts import close_copy, p1_forget, p4_accuracy, p6_throughput, replay_stream, sisa_real_forget
+    from .traffic import p8_traffic
     from .train_parts import Context, p3_accuracy, p5_cost, p7_growth, train_all
 
     say = say or (lambda msg: print(msg, flush=True))
@@ -87,6 +89,10 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     say(f"s3t bench ({cfg.mode}): model {cfg.model}, m={cfg.shards} L={cfg.slices}, {cfg.epochs} epoch(s), "
         f"{cfg.threads} thread(s)")
     timings: dict[str, float] = {}
+    if only not in (None, "P8"):
+        raise ValueError(f"only must be None or 'P8'; got {only!r}")
+    if only == "P8":
+        return _p8_only(cfg, out, state, results, say, t0, cpu0, keep_work)
     say("P2: deletion-rate simulations ...")
     results["P2"] = state.part("P2", p2_deletion_rate, cfg, timings=timings)
     backbone = load_backbone(cfg.model)
@@ -123,6 +129,8 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
             timings["P4"] = time.perf_counter() - start
         say("P6: predict throughput and latency ...")
         results["P6"] = state.part("P6", p6_throughput, ctx, short, timings=timings)
+        say("P8: deletion traffic ...")
+        results["P8"] = state.part("P8", p8_traffic, ctx, timings=timings)
         say("P1 check: one real SISA forget ...")
         results["P1"]["sisa_real_forget"] = state.part("P1_sisa_real_forget", sisa_real_forget, ctx, timings=timings)
         results["fits"] = fits
@@ -141,6 +149,30 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     (out / "summary.md").write_text(markdown_table(results["summary"]) + "\n")
     state.finish(keep=keep_work)
     say(f"bench finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
+    return results
+
+
+def _p8_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, Any], say, t0: float, cpu0: float,
+             keep_work: bool) -> dict[str, Any]:
+    """``s3t bench --only P8``: the data, the backbone, then P8 alone."""
+    from ..data import load_builtin
+    from ..train.backbone import load_backbone
+    from .traffic import p8_traffic
+    from .train_parts import Context
+
+    backbone = load_backbone(cfg.model)
+    splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
+    results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "test": len(splits.test)}
+    ctx = Context(cfg, backbone, splits, state.root, 0.0, 0.0, say, state=state)
+    results["P8"] = state.part("P8", p8_traffic, ctx)
+    results["total_seconds"] = time.perf_counter() - t0
+    results["cpu_seconds"] = _cpu_seconds() - cpu0
+    results["summary"] = summary_rows(results)
+    results["plots"] = plots(results, out)
+    (out / "results.json").write_text(to_json(results))
+    (out / "summary.md").write_text(markdown_table(results["summary"]) + "\n")
+    state.finish(keep=keep_work)
+    say(f"P8 finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
     return results
 
 
