@@ -99,3 +99,31 @@ def test_errors_are_one_clean_line(tmp_path, fitted_ws):
     unknown = run_main("forget", "no-such-record", "-w", str(fitted_ws.ws_.path))
     assert unknown.returncode == 2
     assert "no-such-record" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize("placement", ["record", "subject"])
+def test_train_placement_flag_and_retrain_restore_flag(tmp_path, tiny_model, placement):
+    import pandas as pd
+
+    from tests.conftest import toy_rows
+
+    data = tmp_path / "train.csv"
+    pd.DataFrame(toy_rows(60, seed=3, subjects=6)).to_csv(data, index=False)
+    ws = str(tmp_path / "ws")
+    result = runner.invoke(app, ["train", "-w", ws, "--data", str(data), "--model", tiny_model, "-m", "2", "-L", "3",
+                                 "-B", "2", "--epochs", "1", "--placement", placement])
+    assert result.exit_code == 0, result.output
+    assert f"placement {placement}: slice sizes" in result.output
+    status = json.loads(runner.invoke(app, ["status", "-w", ws, "--json"]).stdout)
+    assert status["placement"] == placement
+    forgot = json.loads(runner.invoke(app, ["forget", "--subject", "user2", "-w", ws, "--json"]).stdout)
+    hit = sum(1 for k, v in forgot["served_after"].items() if v < 3)
+    if placement == "subject":
+        assert hit == 1  # one person, one slice
+    done = runner.invoke(app, ["retrain", "-w", ws, "--restore", "naive", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["swaps"] == [] and {s["kind"] for s in report["steps"]} == {"all"}
+    assert report["served_after"] == {"0": 3, "1": 3}
+    bad = runner.invoke(app, ["retrain", "-w", ws, "--restore", "fast"])
+    assert bad.exit_code != 0 and "restore must be one of" in (bad.output + str(bad.exception))
