@@ -202,3 +202,16 @@ def test_a_forget_that_cuts_a_planned_parent_between_jobs_is_replanned_not_a_cra
     assert late.request_id in report.requests
     assert est.audit().ok
     assert est.verify(late.request_id).ok
+
+
+def test_forgetting_a_subject_then_progressive_restore_is_bit_identical_to_training_without_it(fitted_ws):
+    """Issue 16: under subject placement one person's forget cuts one slice; the progressive
+    retrain brings the shard back and equals a from-scratch fit without the person, bit for bit."""
+    est = fitted_ws
+    receipt = est.forget(subject="user5")
+    assert len(receipt.affected_shards) == 1 and all(v > 0 for v in receipt.after.values())
+    report = est.retrain(restore="progressive")
+    assert report.served_after == {"0": 3, "1": 3} and report.swaps
+    cert = est.verify(receipt.request_id)
+    assert cert.ok, cert.mismatches
+    assert cert.compared == 9

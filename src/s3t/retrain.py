@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .config import RESTORES
-from .errors import ConfigError, IntegrityError, UnknownRecordError
+from .errors import ConfigError, DataError, IntegrityError, UnknownRecordError
 from .plan.restore import next_step
 from .serve.rule import valid_prefix
 
@@ -229,11 +229,15 @@ def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
     start = time.perf_counter()
     ledger = model.ws_.ledger
     with ledger.Session() as s:
-        shards = sorted(set(s.scalars(
+        hit = set(s.scalars(
             select(Record.shard).join(Deletion, Deletion.record_id == Record.id).where(Deletion.request_id == request_id)
-        )))
-        if not shards:
+        ))
+        if not hit:
             raise UnknownRecordError(f"unknown request id {request_id!r}")
+        shards = sorted(x for x in hit if x is not None)  # validation rows (a subject's) have no shard
+        if not shards:
+            raise DataError(f"request {request_id!r} deleted validation records only: no checkpoint was trained on "
+                            "them, so there is nothing to verify")
         deleted = ledger.deleted_ids(s)
         train = [r for r in s.scalars(select(Record).where(Record.split == "train").order_by(Record.position))]
         validation = [r for r in s.scalars(select(Record).where(Record.split == "validation").order_by(Record.position))]
@@ -254,7 +258,7 @@ def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
             jobs.append(ShardJob(
                 workspace=tmp, config=model.config.to_dict(), shard=shard, prefixes=tuple(trie(sequences[shard])),
                 slices=slices, records=texts, n_labels=len(model.classes_),
-                validation_ids=scoring_subset([r.id for r in validation], model.config.train.val_limit),
+                validation_ids=scoring_subset([r.id for r in validation if r.id not in deleted], model.config.train.val_limit),
             ))
         for trained in run_jobs(jobs, model.config.train, on_step=None):
             for c in trained:
