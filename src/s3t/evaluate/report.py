@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import NOISE_METRICS
+from .zipf import describe_scenario
 
 METRICS = ("UA", "RA", "TA", "MIA", "MIA_loss")
 TITLES = {"random_1pct": "random 1%", "random_10pct": "random 10%", "class": "one whole class",
-          "subject": "one subject", "worst_case": "worst case (most memorised)", "sequential": "sequential requests"}
+          "subject": "one subject", "zipf_subject": "one Zipf subject (placed by subject)",
+          "zipf_subjects": "Zipf subjects one by one (placed by subject)", "worst_case": "worst case (most memorised)", "sequential": "sequential requests"}
 
 
 def _bad(x: Any) -> bool:
@@ -64,6 +66,20 @@ def within_noise_summary(r: dict[str, Any], methods: tuple[str, ...] = ("s3t", "
     return lines
 
 
+def placement_lines(fits: dict[str, Any]) -> list[str]:
+    """One line per s3t / SISA fit: where its records went (record or subject placement) and the slice sizes."""
+    lines = []
+    for name, fit in fits.items():
+        pl = fit.get("placement")
+        if not pl:
+            continue
+        used = "the Zipf-subject scenarios" if name.endswith("_subject") else "the other scenarios"
+        split = f", {len(pl['split_subjects'])} subject(s) split over several slices" if pl["placement"] == "subject" else ""
+        lines.append(f"- **{name}** ({used}): {pl['placement']} placement, slice sizes {pl['slice_min']}–{pl['slice_max']} "
+                     f"(mean {pl['slice_mean']}){split}")
+    return lines
+
+
 def overview_table(r: dict[str, Any]) -> str:
     """Methods × scenarios: average gap to Retrain (UA/MIA-efficacy within noise marked ✓), and the
     range of the unlearning step's run time."""
@@ -87,11 +103,13 @@ def overview_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def scenario_table(name: str, sc: dict[str, Any]) -> str:
+def scenario_table(name: str, sc: dict[str, Any], fits: dict[str, Any] | None = None, shards: int = 0, slices: int = 0) -> str:
     rows, g = sc["rows"], sc["gaps"]
     ref = rows["retrain"]
+    about = describe_scenario(sc, fits or {}, shards, slices) if "subject_model" in sc.get("detail", {}) else []
+    intro = [" ".join(about), ""] if about else []
     lines = [f"### {TITLES.get(name, name)} — {sc['forget_size']} records"
-             + (f" in {sc['requests']} requests" if sc["requests"] > 1 else ""), "",
+             + (f" in {sc['requests']} requests" if sc["requests"] > 1 else ""), "", *intro,
              "| method | UA | RA | TA | MIA-efficacy | MIA (loss) | avg gap | within noise (UA / MIA) | FTG | RTE | RTE / Retrain | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     if "original" in sc:  # the full model before unlearning: what the approximate methods start from
@@ -139,7 +157,10 @@ def markdown(r: dict[str, Any]) -> str:
     if r["scenarios"]:
         head += ["Average gap to Retrain per forget set (✓ = UA and MIA-efficacy both within noise of Retrain):", "",
                  overview_table(r), ""]
-    body = [scenario_table(name, sc) + "\n" for name, sc in r["scenarios"].items()]
+    placed = placement_lines(r.get("fits", {}))
+    if placed:
+        head += ["Placement of the s3t and SISA fits:", "", *placed, ""]
+    body = [scenario_table(name, sc, r.get("fits", {}), c["shards"], c["slices"]) + "\n" for name, sc in r["scenarios"].items()]
     return "\n".join(head + body).rstrip()
 
 

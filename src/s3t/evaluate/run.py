@@ -8,7 +8,9 @@ those fits — Retrain = ``FullRetrain.forget`` on a copy (retrains from scratch
 ``S3T.retrain`` (the cut suffixes retrained and swapped in), retrain_seed1 = Retrain with the
 next training seed (how much Retrain moves by itself), approximate methods =
 ``unlearn(full model, forget, retain)`` — and score each on the forget set, a retained
-sample and a test sample. The sequential scenario sends the requests one by one.
+sample and a test sample. The sequential scenario sends the requests one by one. The
+Zipf-subject scenarios (:mod:`s3t.evaluate.zipf`) use a second SISA and s3t fit on the training
+records with synthetic subjects given before the fit (placed by subject); s3t forgets by subject.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import EXACT, EvaluateConfig
+from .config import EXACT, SUBJECT_PLACED, EvaluateConfig
 from .metrics import PER_RECORD, gaps, noise_check
 from .report import markdown, plots
 
@@ -33,6 +35,9 @@ def bench_config(cfg: EvaluateConfig):
     return BenchConfig(mode=cfg.mode, model=cfg.model, dataset=cfg.dataset, limit=cfg.limit, fractions=cfg.fractions,
                        shards=cfg.shards, slices=cfg.slices, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                        rank=cfg.rank, alpha=cfg.alpha, threads=cfg.threads, validation=False, seed=cfg.seed)
+
+
+FIT_TAG = {"record": "", "subject": "_subject"}  # suffix of the fits' names per placement kind
 
 
 def clone_baseline(obj):
@@ -49,10 +54,12 @@ class Env:
     def __init__(self, cfg: EvaluateConfig, say: Callable[[str], None]):
         self.cfg, self.say = cfg, say
         self.fits: dict[str, Any] = {}
+        self.exact: dict[str, dict[str, Any]] = {}  # placement kind -> {"sisa": fitted SISA, "s3t": workspace template}
+        self.where: dict[str, dict[str, tuple[int, int]]] = {}  # placement kind -> (shard, slice) per training record
 
     def fit(self, splits, tmp: Path) -> None:
-        from ..baselines import SISA, FullRetrain
-        from ..bench.train_parts import Context, fit_s3t, s3t_config
+        from ..baselines import FullRetrain
+        from ..bench.train_parts import Context, s3t_config
         from ..train.backbone import load_backbone
         from .pool import Pool
 
@@ -60,26 +67,58 @@ class Env:
         train, self.splits = splits.train, splits
         self.backbone = load_backbone(cfg.model)
         self.ctx = Context(bcfg, self.backbone, splits, tmp, 0.0, 0.0, self.say)
-        base = s3t_config(bcfg, 1, cache=False)  # the baselines train every layer: a level-0 cache saves little
+        self.base = s3t_config(bcfg, 1, cache=False)  # the baselines train every layer: a level-0 cache saves little
         self.say(f"training the full model (LoRA on every layer) on {len(train)} records ...")
         start = time.perf_counter()
-        self.full = FullRetrain(base, backbone=self.backbone).fit(train)
+        self.full = FullRetrain(self.base, backbone=self.backbone).fit(train)
         self.fits["full"] = {"seconds": time.perf_counter() - start}
-        if "sisa" in cfg.methods:
-            self.say(f"training SISA m={cfg.shards} L={cfg.slices} ...")
-            start = time.perf_counter()
-            self.sisa = SISA(base, backbone=self.backbone).fit(train)
-            self.fits["sisa"] = {"seconds": time.perf_counter() - start}
-        if "s3t" in cfg.methods:
-            self.say(f"training s3t m={cfg.shards} L={cfg.slices} B={cfg.plan_budget} ...")
-            fit = fit_s3t(self.ctx, cfg.plan_budget, train, "s3t-fit")
-            self.s3t_template = fit["est"].ws_.path
-            fit["est"].ws_.ledger.close()
-            self.fits["s3t"] = {"seconds": fit["seconds"], "checkpoints": fit["checkpoints"]}
+        if cfg.sequential_requests or any(s not in SUBJECT_PLACED for s in cfg.scenarios):
+            self.fit_exact(train, "record")
+        if any(s in SUBJECT_PLACED for s in cfg.scenarios):
+            from .zipf import owned_train
+
+            self.owned, self.subject_model = owned_train(cfg, train)
+            self.say(f"Zipf subjects: K={self.subject_model['subjects']} a={cfg.zipf_exponent:g} (largest "
+                     f"{self.subject_model['largest']}, median {self.subject_model['median']} records), given before the fit")
+            self.fit_exact(self.owned, "subject")
         self.pool = Pool.build(self.full, splits, cfg.eval_limit, cfg.seed)
         self.before_deletions()
         for k, v in self.fits.items():
             self.say(f"  {k}: {v['seconds']:.1f}s, test accuracy before any deletion {v['test_accuracy']:.3f}")
+
+    def fit_exact(self, train, kind: str) -> None:
+        """SISA and s3t (those among the methods) on ``train`` with the default placement ("auto"):
+        ``kind`` "record" = the data as loaded (no subjects: placed record by record, fits "sisa" and
+        "s3t"), "subject" = with the Zipf subjects (placed by subject, fits "sisa_subject" and "s3t_subject")."""
+        from ..baselines import SISA
+        from ..bench.train_parts import fit_s3t
+        from ..plan.placement import place, resolve_placement
+        from .zipf import placement_report
+
+        cfg, tag = self.cfg, FIT_TAG[kind]
+        fitted = self.exact.setdefault(kind, {})
+        subject_of = dict(zip(train.ids, train.subjects))
+        # without SISA and s3t: where they would have placed the records (the same call both make)
+        self.where[kind] = dict(zip(train.ids, place(list(train.ids), list(train.subjects), cfg.shards, cfg.slices,
+                                                     self.base.plan.seed, self.base.plan.placement).pairs))
+        if "sisa" in cfg.methods:
+            self.say(f"training SISA m={cfg.shards} L={cfg.slices} ({kind} placement) ...")
+            start = time.perf_counter()
+            sisa = fitted["sisa"] = SISA(self.base, backbone=self.backbone).fit(train)
+            self.where[kind] = dict(sisa.where_)
+            self.fits["sisa" + tag] = {"seconds": time.perf_counter() - start, "placement": placement_report(
+                resolve_placement(sisa.config.plan.placement, train.subjects), sisa.where_, subject_of, cfg.shards,
+                cfg.slices)}
+        if "s3t" in cfg.methods:
+            self.say(f"training s3t m={cfg.shards} L={cfg.slices} B={cfg.plan_budget} ({kind} placement) ...")
+            fit = fit_s3t(self.ctx, cfg.plan_budget, train, "s3t-fit" + tag)
+            est = fit["est"]
+            fitted["s3t"] = est.ws_.path
+            self.where[kind] = {r.id: (r.shard, r.slice) for r in est.ws_.ledger.records()}
+            est.ws_.ledger.close()
+            self.fits["s3t" + tag] = {"seconds": fit["seconds"], "checkpoints": fit["checkpoints"], "placement": {
+                **placement_report(est.placement_["placement"], self.where[kind], subject_of, cfg.shards, cfg.slices),
+                **est.placement_}}
 
     def before_deletions(self) -> None:
         """Test accuracy (on the scored test sample) of every fit before any deletion."""
@@ -91,20 +130,26 @@ class Env:
         pool = self.pool
         y = pool.label_array(pool.test_eval)
         self.fits["full"]["test_accuracy"] = accuracy(pool.model_predictor(self.full.model_)(pool.test_eval), y)
-        if "sisa" in self.fits:
-            self.fits["sisa"]["test_accuracy"] = accuracy(pool.estimator_predictor(self.sisa)(pool.test_eval), y)
-        if "s3t" in self.fits:
-            est = open_copy(self.ctx, self.s3t_template, "s3t-before")
-            self.fits["s3t"]["test_accuracy"] = accuracy(np.asarray(pool.estimator_predictor(est)(pool.test_eval)), y)
-            quiesce(est)
-            close_copy(est)
+        for kind, fitted in self.exact.items():
+            tag = FIT_TAG[kind]
+            if "sisa" in fitted:
+                self.fits["sisa" + tag]["test_accuracy"] = accuracy(pool.estimator_predictor(fitted["sisa"])(pool.test_eval), y)
+            if "s3t" in fitted:
+                est = open_copy(self.ctx, fitted["s3t"], f"s3t-before{tag}")
+                self.fits["s3t" + tag]["test_accuracy"] = accuracy(np.asarray(pool.estimator_predictor(est)(pool.test_eval)), y)
+                quiesce(est)
+                close_copy(est)
 
     # -- one scenario ---------------------------------------------------------------------
-    def scenario(self, name: str, requests: list[list[str]], detail: dict[str, Any]) -> dict[str, Any]:
+    def scenario(self, name: str, requests: list[list[str]], detail: dict[str, Any], placed: str = "record",
+                 subjects: list[str] | None = None) -> dict[str, Any]:
+        """Every method on one forget set. ``placed``: which s3t / SISA fits serve it ("record" or
+        "subject"); ``subjects``: the subject each request names (s3t then forgets by subject)."""
         from ..bench.serve_parts import close_copy, open_copy
         from .methods import get_method
 
         cfg, pool = self.cfg, self.pool
+        fitted = self.exact.get(placed, {})
         forget = sorted({i for r in requests for i in r})
         gone = set(forget)
         seq = len(requests) > 1
@@ -132,7 +177,7 @@ class Env:
                                    "note": f"Retrain with training seed {cfg.seed + 1}"})
             del other
         if "sisa" in cfg.methods:
-            sisa, rte, hit = clone_baseline(self.sisa), 0.0, set()
+            sisa, rte, hit = clone_baseline(fitted["sisa"]), 0.0, set()
             for req in requests:
                 rep = sisa.forget(req)
                 rte += rep.seconds
@@ -141,14 +186,18 @@ class Env:
             done("sisa", {**row, "RTE": rte, "shards_retrained": len(hit)})
             del sisa
         if "s3t" in cfg.methods:
-            est = open_copy(self.ctx, self.s3t_template, f"s3t-{name}")
-            rte = 0.0
-            for req in requests:
+            est = open_copy(self.ctx, fitted["s3t"], f"s3t-{name}")
+            rte, live_after = 0.0, []
+            for n, req in enumerate(requests):
                 quiesce(est)
                 start = time.perf_counter()
-                est.forget(record_ids=req)
+                if subjects is not None:
+                    est.forget(subject=subjects[n])
+                else:
+                    est.forget(record_ids=req)
                 rte += time.perf_counter() - start
-            done("s3t", self.served_row(est, forget, gone, RTE=rte))
+                live_after.append(est.status()["live_shards"])
+            done("s3t", self.served_row(est, forget, gone, RTE=rte, **({"live_after": live_after} if seq else {})))
             if "s3t_retrain" in cfg.methods:  # then the background retrain of the cut suffixes, run to the end
                 rep = est.retrain()
                 done("s3t_retrain", self.served_row(
@@ -156,6 +205,7 @@ class Env:
                     note=f"s3t after its background retrain ({len(rep.checkpoints)} checkpoints, {rep.seconds:.1f} s); "
                          f"served exactly from {1000 * rte:.0f} ms"))
             quiesce(est)
+            est.flush()  # the forgets' background file steps, before the copy is removed
             close_copy(est)
         for method in [m for m in cfg.methods if m not in EXACT]:
             spec = get_method(method)
@@ -209,8 +259,15 @@ def forget_sets(env: Env, splits) -> dict[str, dict[str, Any]]:
     cfg, pool, train = env.cfg, env.pool, splits.train
     ids = list(train.ids)
     out: dict[str, dict[str, Any]] = {}
+    owned = {}
+    if any(s in SUBJECT_PLACED for s in cfg.scenarios):
+        from .zipf import forget_sets as zipf_sets
+
+        owned = zipf_sets(cfg, env.owned, env.subject_model, env.where["subject"])
     for name in cfg.scenarios:
-        if name.startswith("random_"):
+        if name in SUBJECT_PLACED:
+            out[name] = owned[name]
+        elif name.startswith("random_"):
             frac = {"random_1pct": 0.01, "random_10pct": 0.10}[name]
             out[name] = {"requests": [sc.random_ids(ids, frac, cfg.seed + 1)], "detail": {"fraction": frac}}
         elif name == "class":
@@ -244,7 +301,7 @@ def worst_case_scores(env: Env, splits):
     y = pool.label_array(ids)
     full = pool.model_predictor(env.full.model_)
     p_full = full(ids)
-    sisa = getattr(env, "sisa", None)
+    sisa = env.exact.get("record", {}).get("sisa")
     if sisa is not None and env.cfg.shards >= 2:
         env.say("  worst case: leave-out memorisation with the SISA shard models ...")
         L = env.cfg.slices
@@ -289,7 +346,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
         results["scenarios"] = {}
         for name, sel in forget_sets(env, splits).items():
             start = time.perf_counter()
-            res = env.scenario(name, sel["requests"], sel["detail"])
+            res = env.scenario(name, sel["requests"], sel["detail"], sel.get("placed", "record"), sel.get("subjects"))
             res["seconds"] = time.perf_counter() - start
             results["scenarios"][name] = res
     finally:

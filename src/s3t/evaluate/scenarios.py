@@ -7,7 +7,16 @@
 - ``subject``: every record of one subject (data owner). The built-in datasets carry no
   subject ids, so each record gets a deterministic synthetic subject
   ``subject-<sha256(id) mod K>``; real subject ids are used when present. The subject
-  forgotten is drawn with the seed among subjects holding at least one record.
+  forgotten is drawn with the seed among subjects holding at least one record. The subjects
+  are given after the fit, so s3t and SISA placed records one by one and a subject's records
+  lie in nearly every slice (one forget cuts nearly every lineage).
+- ``zipf_subject`` / ``zipf_subjects``: realistic data owners. Before the fit every training
+  record gets a synthetic subject (:func:`s3t.data.subjects.with_subjects`): K subjects with
+  sizes ∝ 1/rank^a (K = one per ``PER_SUBJECT`` training records and at least twice the number
+  of requests, unless set; a = 1), so s3t and SISA place each subject's records in one
+  (shard, slice). ``zipf_subject`` forgets one subject drawn uniformly with the seed (a random
+  person, so usually a small one); ``zipf_subjects`` forgets ``zipf_requests`` distinct subjects,
+  one request per subject, sent one by one.
 - ``worst_case``: the records the full model has memorised most — fitted by the full model
   but not by models that never saw them (Feldman's leave-out memorisation, estimated with
   the SISA shards). score = p_full(y|x) − mean over the SISA shard models NOT trained on x
@@ -78,6 +87,35 @@ def subject_ids(ids: Sequence[str], subjects: Sequence[str], seed: int) -> tuple
     names = sorted(set(subjects))
     chosen = names[int(np.random.default_rng(seed).integers(len(names)))]
     return chosen, sorted(i for i, s in zip(ids, subjects) if s == chosen)
+
+
+PER_SUBJECT = 40  # training records per Zipf subject on average, when K is not set
+
+
+def zipf_k(n_records: int, k: int | None, requests: int) -> int:
+    """K of the Zipf subject model (see the module docstring); at most ``n_records``.
+
+    >>> zipf_k(1500, None, 10), zipf_k(195, None, 10), zipf_k(195, 30, 10)
+    (38, 20, 30)
+    """
+    out = min(n_records, k if k is not None else max(round(n_records / PER_SUBJECT), 2 * requests))
+    if out <= requests:
+        raise ConfigError(f"the Zipf subject scenarios forget {requests} subjects one by one and need more subjects "
+                          f"than that; {n_records} training records give K = {out}")
+    return out
+
+
+def pick_subjects(ids: Sequence[str], subjects: Sequence[str], count: int, seed: int) -> list[tuple[str, list[str]]]:
+    """``count`` distinct subjects drawn uniformly with the seed, each with its record ids, in the drawn order."""
+    names = sorted(set(subjects))
+    if not 1 <= count <= len(names):
+        raise ConfigError(f"cannot pick {count} of {len(names)} subjects")
+    chosen = [names[i] for i in np.random.default_rng(seed).permutation(len(names))[:count]]
+    members: dict[str, list[str]] = {c: [] for c in chosen}
+    for i, s in zip(ids, subjects):
+        if s in members:
+            members[s].append(i)
+    return [(c, sorted(members[c])) for c in chosen]
 
 
 def leave_out_scores(p_full: Sequence[float], p_shards: np.ndarray, shard_of: Sequence[int]) -> np.ndarray:
