@@ -130,12 +130,13 @@ class Ledger:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_connect(self))
             event.listen(self.engine, "begin", _sqlite_begin)
-        Base.metadata.create_all(self.engine)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self._WriteSession = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
         self.write_lock = threading.RLock()  # orders this process's threads before the database lock
         migrated = None
         with self.write() as s:
+            # under the write lock: processes opening a new database at once create the tables once
+            Base.metadata.create_all(s.connection())
             version = s.get(Meta, "schema_version")
             if version is None:
                 s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
