@@ -80,6 +80,10 @@ def train(
         "forgetting a person cuts one slice's lineages, not every shard's (auto = subject when the data has subjects)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
     model: Optional[str] = typer.Option(None, "--model", help="Built-in model name or a local HF encoder directory."),
+    subject_priors: Optional[Path] = typer.Option(
+        None, "--subject-priors", help="CSV with columns subject,prior: how likely each person is to ask to be forgotten. "
+        "Summed into each slice's prior after placement; each shard then orders its slices with BMS (--selection bms) so "
+        "likely-deleted slices come last. Subjects not listed get the mean of the listed priors."),
     db: Optional[str] = DbOpt,
 ) -> None:
     """Train an S3T ensemble into a new workspace.
@@ -101,9 +105,18 @@ def train(
         train_data, val_data = splits.train, splits.validation
     else:
         train_data, val_data = data, validation
+    priors = None
+    if subject_priors is not None:
+        import pandas as pd
+
+        table = pd.read_csv(subject_priors, dtype={"subject": str})
+        if not {"subject", "prior"} <= set(table.columns):
+            raise typer.BadParameter(f"needs columns subject,prior; got {list(table.columns)}", param_hint="--subject-priors")
+        priors = dict(zip(table["subject"], table["prior"].astype(float)))
     bar, callback = _progress()
     with bar:
-        est = S3T(cfg, workspace=workspace, db=db).fit(train_data, validation=val_data, progress=callback)
+        est = S3T(cfg, workspace=workspace, db=db).fit(train_data, validation=val_data, progress=callback,
+                                                       subject_priors=priors)
     st = est.status()
     console.print(f"[green]trained[/] {st['checkpoints']} checkpoints; served prefix per shard: {st['served']}")
     pl = est.placement_

@@ -19,16 +19,17 @@ from dataclasses import replace
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .audit import AuditReport, audit
 from .config import S3TConfig
 from .data import RecordSet, to_records
-from .errors import DataError, NotFittedError
+from .errors import ConfigError, DataError, NotFittedError
 from .forget import Receipt, receipts, record_forget
 from .plan import place, select_sequences
+from .plan.placement import slice_priors
 from .store.workspace import Workspace
 
 log = logging.getLogger("s3t")
@@ -128,17 +129,29 @@ class S3T:
                     self._ensemble.standby.request()  # pre-build what the next deletion could switch to
 
     # -- fit --------------------------------------------------------------------------
-    def fit(self, data: Any, validation: Any = None, progress: Progress | None = None) -> "S3T":
+    def fit(self, data: Any, validation: Any = None, progress: Progress | None = None,
+            subject_priors: Mapping[str, float] | None = None) -> "S3T":
         """Shard, slice, order and train every sequence's stages; serve the full prefixes.
 
         ``data``/``validation``: a RecordSet, pandas DataFrame, HF Dataset, list of dicts
         or a CSV/JSONL path with ``text``, ``label`` and optional ``id``/``subject``.
+        ``subject_priors``: deletion likelihood per subject (for ``selection`` 'bms' or
+        'bms_relaxed'): summed into each slice's prior after placement, and each shard's
+        sequences are selected for its own slices (:func:`s3t.plan.placement.slice_priors`).
         """
         config = self.config or S3TConfig()
         train = to_records(data)
         # rows without ids get position ids (s3t.data.records.derived_id): row-N, and val-N for validation
         val = to_records(validation, label_names=train.label_names, id_prefix="val-") if validation is not None else None
         plan = config.plan
+        if subject_priors is not None:  # checked before anything is written
+            if plan.selection == "cyclic":
+                raise ConfigError("subject_priors need plan.selection 'bms' or 'bms_relaxed' (cyclic ignores priors)")
+            if plan.priors is not None:
+                raise ConfigError("give per-slice plan.priors or subject_priors, not both")
+            unknown = sorted(set(subject_priors) - {s for s in train.subjects if s is not None})
+            if unknown:
+                raise DataError(f"subject_priors name subjects the training data does not hold: {unknown[:5]}")
         if len(train) < plan.shards * plan.slices:
             raise DataError(f"{len(train)} training records cannot fill {plan.shards} shards x {plan.slices} slices")
         if val is not None and set(val.ids) & set(train.ids):
@@ -171,6 +184,12 @@ class S3T:
                         "all of them)", subj, pieces)
         self.placement_ = placed.report()
         sequences = select_sequences(plan.selection, plan.slices, plan.budget, plan.priors)
+        per_shard = {shard: sequences for shard in range(plan.shards)}
+        if subject_priors is not None:
+            priors = slice_priors(placed, list(train.subjects), dict(subject_priors), plan.shards, plan.slices)
+            per_shard = {sh: select_sequences(plan.selection, plan.slices, plan.budget, q if sum(q) > 0 else None)
+                         for sh, q in priors.items()}
+            self.placement_["slice_priors"] = {str(sh): [round(x, 6) for x in q] for sh, q in priors.items()}
         ws.save_config(config)
         ws.ledger.initialise(
             config.to_json(),
@@ -183,13 +202,13 @@ class S3T:
                 {"id": i, "position": n, "label": int(y), "subject": subj, "text": t}
                 for n, (i, t, y, subj) in enumerate(zip(val.ids, val.texts, val.labels, val.subjects))
             ) if val is not None else [],
-            {shard: sequences for shard in range(plan.shards)},
+            per_shard,
         )
         self.config, self.ws_, self.classes_ = config, ws, np.array(train.label_names)
         self._backbone, self._ensemble = backbone, None
         from .train.trainer import trie
 
-        self._train(trie(sequences), range(plan.shards), progress)
+        self._train({sh: trie(seqs) for sh, seqs in per_shard.items()}, range(plan.shards), progress)
         ws.ledger.refresh_manifest("fit")
         ws.sync_served()
         return self
@@ -200,8 +219,10 @@ class S3T:
         self._backbone = load_backbone(self.config.train.model)
         return self._backbone
 
-    def _jobs(self, prefixes: Sequence[tuple[int, ...]], shards, parents: dict | None = None) -> list:
-        """One job per shard: its prefixes, current slice versions, texts and validation records."""
+    def _jobs(self, prefixes: Sequence[tuple[int, ...]] | Mapping[int, Sequence[tuple[int, ...]]], shards,
+              parents: dict | None = None) -> list:
+        """One job per shard: its prefixes (the same for all, or per shard), current slice
+        versions, texts and validation records."""
         from .train.jobs import ShardJob
         from .train.trainer import SliceData
 
@@ -217,7 +238,8 @@ class S3T:
                       for (sh, sl), sv in versions.items() if sh == shard}
             needed = {i for sd in slices.values() for i in sd.record_ids} | set(validation)
             jobs.append(ShardJob(
-                workspace=str(self.ws_.path), config=self.config.to_dict(), shard=shard, prefixes=tuple(prefixes),
+                workspace=str(self.ws_.path), config=self.config.to_dict(), shard=shard,
+                prefixes=tuple(prefixes[shard] if isinstance(prefixes, Mapping) else prefixes),
                 slices=slices, records={i: (records[i].text, records[i].label) for i in needed},
                 validation_ids=validation, n_labels=len(self.classes_), parents=(parents or {}).get(shard, {}),
             ))

@@ -143,3 +143,23 @@ def test_record_placement_spreads_a_person_subject_placement_does_not():
     assert sum(len(v) for v in rec_hit.values()) / 100 > 10
     assert all(len(v) == 1 for v in sub_hit.values())
     assert sub.spread == (240, 280)  # 100 subjects of 40 over 16 slices: 6 or 7 subjects each
+
+
+def test_slice_priors_sum_the_likelihoods_of_the_subjects_each_slice_holds():
+    from s3t.plan import place
+    from s3t.plan.placement import slice_priors
+
+    ids, subjects = _data([10, 10, 10, 10, 10, 10], loose=2)
+    p = place(ids, subjects, 2, 3, seed=0)
+    likelihood = {"user0": 9.0, "user1": 1.0, "user2": 1.0}  # the others (and the loose records) get the mean
+    got = slice_priors(p, subjects, likelihood, 2, 3)
+    mean = 11.0 / 3
+    expected = {sh: [0.0] * 3 for sh in range(2)}
+    for (sh, sl) in set(p.pairs):
+        owners = {s if s is not None else ("rec", i) for i, (s, pair) in enumerate(zip(subjects, p.pairs))
+                  if pair == (sh, sl)}
+        expected[sh][sl] = sum(likelihood.get(o, mean) if isinstance(o, str) else mean for o in owners)
+    assert set(got) == {0, 1} and all(got[sh] == pytest.approx(expected[sh]) for sh in got)
+    assert sum(map(sum, got.values())) == pytest.approx(11.0 + 3 * mean + 2 * mean)
+    with pytest.raises(ConfigError, match="finite numbers >= 0"):
+        slice_priors(p, subjects, {"user0": -1.0}, 2, 3)

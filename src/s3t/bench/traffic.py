@@ -243,6 +243,8 @@ def p8_traffic(ctx) -> dict[str, Any]:
             ctx.say(f"P8: {name} through {len(events)} deletion events ...")
             runs[name] = drive(_S3TEngine(est, restore, texts, labels), events)
             est.flush()
+            runs[name]["final"] = {k: v and {"sequence": v["sequence"], "stage": v["stage"]}
+                                   for k, v in est.ws_.ledger.latest_manifest()[1]["shards"].items()}
             est.ws_.ledger.close()
             shutil.rmtree(copy, ignore_errors=True)
         shutil.rmtree(fitted, ignore_errors=True)
@@ -257,7 +259,7 @@ def p8_traffic(ctx) -> dict[str, Any]:
     for name, r in runs.items():
         m = timeline_metrics(r["timeline"], horizon, out["burst_at"])
         out["methods"][name] = {**m, "cpu_seconds": r["cpu_seconds"], "cpu_per_deletion": r["cpu_seconds"] / deleted,
-                                "jobs": r["jobs"], "timeline": r["timeline"]}
+                                "jobs": r["jobs"], "timeline": r["timeline"], "final": r.get("final")}
     out["horizon"] = horizon
     out["deleted_subjects"] = deleted
     return out

@@ -36,7 +36,7 @@ import numpy as np
 from s3t.errors import ConfigError
 from s3t.plan.sharding import _check_int, assign_shards
 
-__all__ = ["PLACEMENTS", "Placement", "place", "resolve_placement"]
+__all__ = ["PLACEMENTS", "Placement", "place", "resolve_placement", "slice_priors"]
 
 PLACEMENTS = ("auto", "subject", "record")
 
@@ -175,3 +175,33 @@ def _fill_empty(load: list[int], where: dict[str, tuple[int, int]], members: dic
         if subj is not None:
             pieces = len({where[r] for r in members[subj]})
             split[:] = [x for x in split if x[0] != subj] + [(subj, pieces)]
+
+
+def slice_priors(placement: Placement, subjects: Sequence[str | None], subject_priors: dict[str, float],
+                 n_shards: int, n_slices: int) -> dict[int, list[float]]:
+    """Per shard, each slice's deletion prior from per-subject deletion likelihoods.
+
+    A deletion request names one subject and cuts every slice holding its records, so a slice's
+    prior is the sum of the likelihoods of the subjects it holds (a subject split over several
+    slices counts fully in each). Subjects missing from ``subject_priors``, and records without a
+    subject (each its own request), count with the mean of the given likelihoods. The result
+    feeds the BMS selectors, one plan per shard.
+
+    >>> p = place(["a", "b", "c", "d"], ["x", "x", "y", "z"], 1, 2, seed=0)
+    >>> sorted(sum(v) for v in slice_priors(p, ["x", "x", "y", "z"], {"x": 3.0, "y": 1.0, "z": 1.0}, 1, 2).values())
+    [5.0]
+    """
+    bad = {k: v for k, v in subject_priors.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0}
+    if bad:
+        raise ConfigError(f"subject priors must be finite numbers >= 0; got {dict(list(bad.items())[:5])}")
+    if not subject_priors:
+        raise ConfigError("subject priors must name at least one subject")
+    default = sum(subject_priors.values()) / len(subject_priors)
+    held: dict[tuple[int, int], set] = defaultdict(set)
+    for k, ((sh, sl), subj) in enumerate(zip(placement.pairs, subjects)):
+        held[(sh, sl)].add(("subject", subj) if subj is not None else ("record", k))
+    out = {sh: [0.0] * n_slices for sh in range(n_shards)}
+    for (sh, sl), owners in held.items():
+        out[sh][sl] = math.fsum(subject_priors.get(o, default) if kind == "subject" else default for kind, o in owners)
+    return out
