@@ -141,6 +141,12 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
             close_copy(short)
     results["resumed"] = state.resumed
     results["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return _write(results, out, state, say, t0, cpu0, keep_work, "bench")
+
+
+def _write(results: dict[str, Any], out: Path, state: RunState, say, t0: float, cpu0: float, keep_work: bool,
+           what: str) -> dict[str, Any]:
+    """Totals, the summary table and the plots; results.json and summary.md; the kept pieces go."""
     results["total_seconds"] = time.perf_counter() - t0
     results["cpu_seconds"] = _cpu_seconds() - cpu0  # with 1 thread ≈ the wall time on an idle core
     results["summary"] = summary_rows(results)
@@ -148,7 +154,7 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     (out / "results.json").write_text(to_json(results))
     (out / "summary.md").write_text(markdown_table(results["summary"]) + "\n")
     state.finish(keep=keep_work)
-    say(f"bench finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
+    say(f"{what} finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
     return results
 
 
@@ -165,15 +171,7 @@ def _p8_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
     results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "test": len(splits.test)}
     ctx = Context(cfg, backbone, splits, state.root, 0.0, 0.0, say, state=state)
     results["P8"] = state.part("P8", p8_traffic, ctx)
-    results["total_seconds"] = time.perf_counter() - t0
-    results["cpu_seconds"] = _cpu_seconds() - cpu0
-    results["summary"] = summary_rows(results)
-    results["plots"] = plots(results, out)
-    (out / "results.json").write_text(to_json(results))
-    (out / "summary.md").write_text(markdown_table(results["summary"]) + "\n")
-    state.finish(keep=keep_work)
-    say(f"P8 finished in {results['total_seconds']:.0f}s wall ({results['cpu_seconds']:.0f}s CPU); results in {out}")
-    return results
+    return _write(results, out, state, say, t0, cpu0, keep_work, "P8")
 
 
 def _cpu_seconds() -> float:

@@ -86,13 +86,12 @@ class _S3TEngine:
         return self.logits[checkpoint_id]
 
 
-class _SISAEngine:
-    def __init__(self, sisa, members: dict[str, list[str]], texts, labels):
-        self.sisa, self.members, self.texts, self.labels = sisa, members, texts, labels
+class _Queued:
+    """A baseline whose forget IS its retrain: deletions queue up, a job retrains for all queued."""
+
+    def __init__(self, members: dict[str, list[str]], texts, labels):
+        self.members, self.texts, self.labels = members, texts, labels
         self.queued: list[str] = []
-        self.inflight: list[str] = []
-        self.epoch: dict[tuple[int, int], int] = {}
-        self.logits: dict[tuple[int, int, int], Any] = {}
 
     def forget(self, subjects) -> None:
         for s in subjects:
@@ -100,6 +99,15 @@ class _SISAEngine:
 
     def has_work(self) -> bool:
         return bool(self.queued)
+
+
+class _SISAEngine(_Queued):
+    def __init__(self, sisa, members: dict[str, list[str]], texts, labels):
+        super().__init__(members, texts, labels)
+        self.sisa = sisa
+        self.inflight: list[str] = []
+        self.epoch: dict[tuple[int, int], int] = {}
+        self.logits: dict[tuple[int, int, int], Any] = {}
 
     def run_job(self) -> None:
         self.inflight, self.queued = self.queued, []
@@ -125,18 +133,11 @@ class _SISAEngine:
         return len(live), _accuracy(per, self.labels)
 
 
-class _FullEngine:
+class _FullEngine(_Queued):
     def __init__(self, full, members: dict[str, list[str]], texts, labels):
-        self.full, self.members, self.texts, self.labels = full, members, texts, labels
-        self.queued: list[str] = []
+        super().__init__(members, texts, labels)
+        self.full = full
         self.version, self.acc = 0, None
-
-    def forget(self, subjects) -> None:
-        for s in subjects:
-            self.queued += self.members[s]
-
-    def has_work(self) -> bool:
-        return bool(self.queued)
 
     def run_job(self) -> None:
         ids, self.queued = self.queued, []
