@@ -10,6 +10,7 @@ import secrets
 
 from s3t import S3T
 from tests.conftest import tiny_config, toy_rows
+from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
 
 
 def marked(rows: list[dict]) -> list[dict]:
@@ -38,3 +39,19 @@ def test_forgotten_texts_leave_no_byte_under_the_workspace(tmp_path, tiny_model)
     report = est.audit()
     assert report.ok and "physical" in {c.name for c in report.checks}, report.to_dict()
     est.ws_.ledger.close()
+
+
+def test_erasing_residue_runs_once_per_new_receipt_not_once_per_call(fitted_ws, monkeypatch):
+    """On PostgreSQL a residue erasure is a VACUUM FULL (a table rewrite): when an earlier run already
+    covered every committed forget, the step is skipped, so a burst of forgets costs about one."""
+    from tests.service.conftest import train_ids
+
+    ws = fitted_ws.ws_
+    calls = []
+    real = type(ws.ledger).erase_residue
+    monkeypatch.setattr(type(ws.ledger), "erase_residue", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    fitted_ws.forget(record_ids=[train_ids(fitted_ws, 0, 0)[0]])
+    assert fitted_ws.flush() and len(calls) == 1 and ws.erased_through() == ws.last_receipt_seq()
+    assert ws.erase_residue() and len(calls) == 1  # nothing new to erase: not run again
+    fitted_ws.forget(record_ids=[train_ids(fitted_ws, 1, 1)[0]])
+    assert fitted_ws.flush() and len(calls) == 2 and ws.erased_through() == ws.last_receipt_seq() == 2
