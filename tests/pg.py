@@ -10,6 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 
 def pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -56,3 +58,21 @@ class Cluster:
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def require_pg() -> None:
+    """Module-level guard of a PostgreSQL test module: skip without the server binaries, except in
+    CI, where .ci/run installs them and their absence is an error."""
+    if pg_bin() is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("PostgreSQL binaries are missing in CI: .ci/run must install postgresql")
+        pytest.skip("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed on this machine",
+                    allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A throwaway cluster on a loopback port for the module (import this fixture by name)."""
+    cluster = Cluster().start()
+    yield cluster
+    cluster.stop()

@@ -17,21 +17,10 @@ from sqlalchemy import create_engine, text
 
 from s3t import S3T
 from tests.conftest import tiny_config, toy_rows
-from tests.pg import Cluster, pg_bin
+from tests.pg import Cluster, pg, require_pg  # noqa: F401  (pg: fixture)
 from tests.test_erasure_on_disk import marked
 
-if pg_bin() is None:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("PostgreSQL binaries are missing in CI: .ci/run must install postgresql")
-    pytest.skip("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed on this machine",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    cluster = Cluster().start()
-    yield cluster
-    cluster.stop()
+require_pg()
 
 
 def fresh_database(pg: Cluster, name: str) -> str:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from s3t import S3T
 from tests.conftest import tiny_config, toy_rows
-from tests.pg import Cluster, pg_bin
+from tests.pg import pg, require_pg  # noqa: F401  (pg: fixture)
 
-if pg_bin() is None:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("PostgreSQL binaries are missing in CI: .ci/run must install postgresql")
-    pytest.skip("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed on this machine",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    cluster = Cluster().start()
-    yield cluster
-    cluster.stop()
+require_pg()
 
 
 def test_full_cycle_on_postgres(tmp_path, tiny_model, pg):
