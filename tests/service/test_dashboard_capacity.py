@@ -109,3 +109,13 @@ def test_capacity_chart_plots_against_the_unit():
         by_unit[unit] = max(ticks(svg))
     assert by_unit["subjects"] <= 10 < 80 <= by_unit["records"]  # x reaches 2 subjects vs 80 records
     assert Capacity(formula="f", expected_total=1, first_slices=1, live_first_slices=1, remaining=1).capacity_unit == "records"
+
+
+def test_the_live_view_names_the_unit_of_the_capacity(make_client):
+    client = make_client()
+    view = client.get("/dashboard/view", headers=READ)
+    assert view.status_code == 200
+    assert re.search(r"capacity left ≈ [\d.]+ of [\d.]+ subjects deleted", view.text), view.text[:2000]
+    set_placement(client.app.state.model, "record")
+    view = client.get("/dashboard/view", headers=READ)
+    assert re.search(r"capacity left ≈ [\d.]+ of [\d.]+ records deleted", view.text)
