@@ -123,6 +123,12 @@ BAD_BODIES = [
     ("/forget", {}),
     ("/forget", {"record_ids": ["r1-0"], "subject": "user1"}),
     ("/forget", [["r1-0"]]),
+    ("/predict", b'{"texts": ["\xff"]}'),  # not UTF-8: was a 400 the schema did not document
+    ("/forget", b'{"record_ids": ["r1-0\xc3"]}'),
+    ("/predict", b"[" * 100_000),  # nested past the parser's recursion limit: was a 400 too
+    ("/predict", b'{"texts": ["\\ud800"]}'),  # a lone surrogate (valid JSON, not text): was a 500 in the tokenizer
+    ("/forget", b'{"record_ids": ["\\udfff"]}'),  # was a 500 (UnicodeEncodeError in the ledger)
+    ("/forget", b'{"subject": "user1\\ud800"}'),
 ]
 
 
