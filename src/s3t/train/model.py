@@ -6,7 +6,6 @@ It can run from token ids (full forward) or from the hidden states entering any 
 
 from __future__ import annotations
 
-import re
 import threading
 from contextlib import contextmanager
 
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import LoraSettings
+from .architectures import architecture_for
 from .layers import attach_lora
 
 ADAPTER_PREFIX = "adapter."
@@ -42,28 +42,28 @@ def rng_untouched():
         yield
 
 
-def attention_mask_for(config, hidden: torch.Tensor, mask2d: torch.Tensor):
-    """4-D attention mask in the form the configured attention implementation expects."""
-    from transformers.masking_utils import create_bidirectional_mask
-
-    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask2d)
-
-
 def run_layers(encoder, hidden: torch.Tensor, mask2d: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Apply encoder layers ``start..stop-1`` to hidden states (padding masked)."""
+    """Apply encoder layers ``start..stop-1`` to hidden states (padding masked), the way the
+    encoder's architecture runs them (see :mod:`s3t.train.architectures`)."""
     if start >= stop:
         return hidden
-    mask = attention_mask_for(encoder.config, hidden, mask2d)
-    for layer in encoder.encoder.layer[start:stop]:
-        hidden = layer(hidden, attention_mask=mask)
-        if isinstance(hidden, tuple):  # transformers 4.x layers return tuples
-            hidden = hidden[0]
+    arch = architecture_for(encoder)
+    context = arch.context(encoder, hidden, mask2d)
+    stack = arch.layer_list(encoder)
+    for index in range(start, stop):
+        hidden = arch.call(encoder, index, stack[index], hidden, context)
     return hidden
 
 
 def embed(encoder, input_ids: torch.Tensor) -> torch.Tensor:
     """Embedding output (the hidden states entering layer 0)."""
-    return encoder.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
+    return architecture_for(encoder).embed(encoder, input_ids)
+
+
+def finish(encoder, hidden: torch.Tensor) -> torch.Tensor:
+    """What the architecture applies after its top layer (ModernBERT's final norm; nothing for BERT)."""
+    done = architecture_for(encoder).finish
+    return hidden if done is None else done(encoder, hidden)
 
 
 def mean_pool(hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
@@ -77,18 +77,19 @@ class AdaptedEncoder(nn.Module):
     def __init__(self, base: nn.Module, lora: LoraSettings, layers: list[int], n_labels: int):
         super().__init__()
         self.layers = sorted(layers)
+        self.arch = architecture_for(base)
         self.peft = attach_lora(base, lora, self.layers)
         self.head = nn.Linear(base.config.hidden_size, n_labels)
         self.peft.eval()
 
     @property
     def encoder(self) -> nn.Module:
-        """The wrapped BertModel-like encoder (peft: ``base_model.model``)."""
+        """The wrapped encoder, adapters in place (peft: ``base_model.model``)."""
         return self.peft.base_model.model
 
     @property
     def n_layers(self) -> int:
-        return int(self.encoder.config.num_hidden_layers)
+        return len(self.arch.layer_list(self.encoder))
 
     @property
     def lowest_adapted(self) -> int:
@@ -96,7 +97,7 @@ class AdaptedEncoder(nn.Module):
 
     def forward_from(self, level: int, hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
         """Logits from the hidden states entering layer ``level``."""
-        out = run_layers(self.encoder, hidden, mask2d, level, self.n_layers)
+        out = finish(self.encoder, run_layers(self.encoder, hidden, mask2d, level, self.n_layers))
         return self.head(mean_pool(out, mask2d))
 
     def forward(self, input_ids: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
@@ -132,10 +133,6 @@ class AdaptedEncoder(nn.Module):
         wanted = set(layers)
         out = []
         for name, p in self.peft.named_parameters():
-            match = _LAYER_INDEX.search(name)
-            if "lora_" in name and match and int(match.group(1)) in wanted:
+            if "lora_" in name and self.arch.layer_index(name) in wanted:
                 out.append(p)
         return out
-
-
-_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
