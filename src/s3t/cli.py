@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .errors import S3TError
@@ -25,19 +24,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+from .cli_certificate import app as certificate_app
+from .cli_common import DbOpt, JsonOpt, WorkspaceOpt, console, out
+from .cli_common import emit as _emit
 
-WorkspaceOpt = typer.Option(Path("s3t-workspace"), "--workspace", "-w", help="Workspace directory (ledger + checkpoints).")
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
-DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL of the ledger (default: SQLite inside the workspace).")
-
-
-def _emit(data: Any, as_json: bool, render=None) -> None:
-    if as_json or render is None:
-        out.print_json(json.dumps(data, default=str))
-    else:
-        render(data)
+app.add_typer(certificate_app, name="certificate")
 
 
 def _progress():

@@ -371,10 +371,13 @@ class S3T:
     def verify(self, request_id: str, progress: Progress | None = None):
         """Exactness certificate: retrain the request's shards from scratch without the deleted
         records and compare every live checkpoint bit for bit (see ``s3t.retrain.verify``)."""
+        from .certificate import save_verification
         from .retrain import verify
 
         self._check_fitted()
-        return verify(self, request_id, progress)
+        report = verify(self, request_id, progress)
+        save_verification(self.ws_.path, report.to_dict())  # a certificate of the request cites it
+        return report
 
     def receipts(self) -> list[Receipt]:
         self._check_fitted()
