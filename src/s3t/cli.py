@@ -54,43 +54,73 @@ def _progress():
     return bar, callback
 
 
+_PANELS = {"plan": "Plan (plan.*)", "train": "Training (train.*)", "train.lora": "LoRA (train.lora.*)",
+           "serve": "Serving (serve.*, stored with the workspace)"}
+
+
+def config_options(func):
+    """Give a command one option per config field (every field of PlanConfig, TrainConfig,
+    LoraSettings and ServeConfig), generated from the dataclasses' metadata: flag, short alias,
+    type, help. The command receives the ones given as ``settings={"plan.shards": 4, ...}``."""
+    import functools
+    import inspect
+
+    from .config import settings
+
+    fields = settings()
+    params = [p for p in inspect.signature(func).parameters.values() if p.name != "settings"]
+    annotations = {k: v for k, v in func.__annotations__.items() if k != "settings"}
+    for st in fields:
+        kind = str if st.sequence or st.optional else st.kind
+        decls = [f"{st.flag}/--no-{st.flag[2:]}"] if kind is bool else [st.flag] + ([st.short] if st.short else [])
+        form = (f" Comma-separated {st.kind.__name__} values." if st.sequence else "") + (" 'none' = None." if st.optional else "")
+        default = ",".join(map(str, st.default)) if st.sequence and st.default is not None else st.default
+        help_text = f"{st.help}{form} (config: {st.path}; default: {default})"
+        option = typer.Option(None, *decls, help=help_text, rich_help_panel=_PANELS[st.path.rsplit(".", 1)[0]])
+        params.append(inspect.Parameter(st.dest, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
+        annotations[st.dest] = Optional[kind]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        given = {st.path: st.parse(kwargs.pop(st.dest)) for st in fields if kwargs.get(st.dest) is not None}
+        for st in fields:
+            kwargs.pop(st.dest, None)
+        return func(**kwargs, settings=given)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = annotations
+    return wrapper
+
+
 @app.command()
+@config_options
 def train(
     workspace: Path = WorkspaceOpt,
     data: Optional[Path] = typer.Option(None, "--data", help="Training data: CSV or JSONL with text,label[,id,subject]."),
     validation: Optional[Path] = typer.Option(None, "--validation", help="Validation data (same format); used to break ties."),
     dataset: str = typer.Option("movie_reviews", "--dataset", help="Built-in dataset when --data is not given: movie_reviews | trec."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded subset of this many rows of the built-in dataset."),
-    config: Optional[Path] = typer.Option(None, "--config", help="S3T config JSON (plan/train/serve); flags below override it."),
-    shards: Optional[int] = typer.Option(None, "--shards", "-m", help="m: number of shards."),
-    slices: Optional[int] = typer.Option(None, "--slices", "-L", help="L: slices per shard (divides the layer count)."),
-    budget: Optional[int] = typer.Option(None, "--budget", "-B", help="B: sequences per shard."),
-    selection: Optional[str] = typer.Option(None, "--selection", help="cyclic | bms"),
-    placement: Optional[str] = typer.Option(
-        None, "--placement", help="subject | record | auto: 'subject' keeps each person's records in one slice, so "
-        "forgetting a person cuts one slice's lineages, not every shard's (auto = subject when the data has subjects)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
-    model: Optional[str] = typer.Option(None, "--model", help="Built-in model name or a local HF encoder directory."),
+    config: Optional[Path] = typer.Option(None, "--config", help="S3T config JSON (plan/train/serve, e.g. from `s3t config "
+                                          "show -w WS --json`); the options below override it field by field."),
     subject_priors: Optional[Path] = typer.Option(
         None, "--subject-priors", help="CSV with columns subject,prior: how likely each person is to ask to be forgotten. "
         "Summed into each slice's prior after placement; each shard then orders its slices with BMS (--selection bms) so "
         "likely-deleted slices come last. Subjects not listed get the mean of the listed priors."),
     db: Optional[str] = DbOpt,
+    settings: Optional[dict] = None,
 ) -> None:
     """Train an S3T ensemble into a new workspace.
 
-    Example: s3t train -w ws --limit 3000 -m 3 -L 3 -B 3 --epochs 1
-    """
-    from dataclasses import replace
+    Every config field is an option (plan, training, LoRA, serving: see the panels below); they
+    override --config. `s3t config show -w WS` prints what a workspace was trained with.
 
-    from .config import S3TConfig
+    Example: s3t train -w ws --limit 3000 -m 3 -L 3 -B 3 --epochs 1 --lora-rank 4 --executor ray
+    """
+    from .config import S3TConfig, with_settings
     from .data import load_builtin
     from .estimator import S3T
 
-    cfg = S3TConfig.load(config) if config else S3TConfig()
-    plan = {k: v for k, v in dict(shards=shards, slices=slices, budget=budget, selection=selection, placement=placement).items() if v is not None}
-    tr = {k: v for k, v in dict(epochs=epochs, model=model).items() if v is not None}
-    cfg = S3TConfig(plan=replace(cfg.plan, **plan), train=replace(cfg.train, **tr), serve=cfg.serve)
+    cfg = with_settings(S3TConfig.load(config) if config else S3TConfig(), settings or {})
     if data is None:
         splits = load_builtin(dataset, limit=limit, seed=cfg.plan.seed)
         train_data, val_data = splits.train, splits.validation
@@ -113,6 +143,37 @@ def train(
     pl = est.placement_
     console.print(f"placement {pl['placement']}: slice sizes {pl['slice_min']}..{pl['slice_max']} records"
                   + (f"; {len(pl['split_subjects'])} subject(s) larger than a slice were split" if pl["split_subjects"] else ""))
+
+
+config_app = typer.Typer(help="A workspace's configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt) -> None:
+    """Print the config a workspace was trained with and serves by: every field of plan, train,
+    train.lora and serve (fields its s3t.json lacks have their defaults), the `s3t train` option
+    that sets it, and whether it differs from the default. --json prints the config itself, ready
+    for `s3t train --config`.
+
+    Example: s3t config show -w ws
+    """
+    from .config import settings
+    from .store.workspace import Workspace
+
+    cfg = Workspace(workspace, db_url=db).load_config()
+
+    def render(d):
+        table = Table("field", "value", "option", "", title=f"{workspace} config")
+        for st in settings():
+            node = d
+            for part in st.path.split("."):
+                node = node[part]
+            default = list(st.default) if isinstance(st.default, tuple) else st.default
+            table.add_row(st.path, json.dumps(node), st.flag, "" if node == default else "[yellow]set[/]")
+        out.print(table)
+
+    _emit(cfg.to_dict(), as_json, render)
 
 
 @app.command()

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -41,9 +42,10 @@ def _is_number(v: Any) -> bool:
 class PlanConfig:
     """How the training data is cut and ordered."""
 
-    shards: int = field(default=3, metadata={"help": "m: number of disjoint shards (ensemble members)."})
-    slices: int = field(default=3, metadata={"help": "L: slices per shard; must divide the number of transformer layers."})
-    budget: int = field(default=3, metadata={"help": "B: sequences (slice orders) trained per shard."})
+    shards: int = field(default=3, metadata={"help": "m: number of disjoint shards (ensemble members).", "short": "-m"})
+    slices: int = field(default=3, metadata={
+        "help": "L: slices per shard; must divide the number of transformer layers.", "short": "-L"})
+    budget: int = field(default=3, metadata={"help": "B: sequences (slice orders) trained per shard.", "short": "-B"})
     selection: str = field(default="cyclic", metadata={"help": "Sequence selection: 'cyclic', 'bms' or 'bms_relaxed' (see s3t.plan.sequences)."})
     priors: tuple[float, ...] | None = field(
         default=None, metadata={"help": "Per-slice deletion priors for 'bms' / 'bms_relaxed' (length L); None = uniform."}
@@ -72,9 +74,9 @@ class LoraSettings:
     rank: int = field(default=8, metadata={"help": "LoRA rank r."})
     alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
     dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
-    targets: tuple[str, ...] = field(
-        default=("query", "value"), metadata={"help": "Module names inside each layer that get adapters."}
-    )
+    targets: tuple[str, ...] = field(default=("query", "value"), metadata={
+        "help": "Modules inside each adapted layer that get adapters: the roles 'query', 'key', 'value' (mapped to each "
+                "architecture's own module names, e.g. DistilBERT's q_lin, ModernBERT's fused Wqkv) or module names."})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -210,6 +212,84 @@ class S3TConfig:
     def digest(self) -> str:
         """sha256 of the canonical JSON; recorded with every checkpoint."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# -- every field as a setting (the CLI's options are generated from these) ------------------
+
+_SETTING_SECTIONS = (("plan", PlanConfig, ""), ("train", TrainConfig, ""), ("train.lora", LoraSettings, "lora-"),
+                     ("serve", ServeConfig, "serve-"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One leaf field of :class:`S3TConfig`, as a command-line option."""
+
+    path: str  # "train.lora.rank"
+    flag: str  # "--lora-rank": the field name, prefixed "lora-" / "serve-" outside plan and train
+    short: str | None  # e.g. "-m" (metadata "short")
+    kind: type  # int, float, bool or str; a sequence's element type when ``sequence``
+    sequence: bool  # a tuple field, given comma-separated
+    optional: bool  # None is allowed (given as "none")
+    default: Any
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    def parse(self, value: Any) -> Any:
+        """A command-line value (already int/float/bool for those kinds) as the field's value."""
+        if not isinstance(value, str):
+            return value
+        if self.optional and value.strip().lower() in ("", "none"):
+            return None
+        if self.sequence:
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            try:
+                return tuple(self.kind(v) for v in items)
+            except ValueError as exc:
+                raise ConfigError(f"{self.path} must be comma-separated {self.kind.__name__} values; got {value!r}") from exc
+        return value
+
+
+def _setting(path: str, prefix: str, f, hint: Any) -> Setting:
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = isinstance(hint, types.UnionType) and len(args) < len(typing.get_args(hint))
+    base = args[0] if optional else hint
+    sequence = typing.get_origin(base) is tuple
+    kind = typing.get_args(base)[0] if sequence else base
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return Setting(path=f"{path}.{f.name}", flag="--" + prefix + f.name.replace("_", "-"), short=f.metadata.get("short"),
+                   kind=kind, sequence=sequence, optional=optional, default=default, help=f.metadata.get("help", ""))
+
+
+def settings() -> list[Setting]:
+    """Every leaf field of the config (nested sections flattened), in declaration order."""
+    import typing
+
+    out = []
+    for path, cls, prefix in _SETTING_SECTIONS:
+        hints = typing.get_type_hints(cls)
+        out += [_setting(path, prefix, f, hints[f.name]) for f in fields(cls) if not dataclasses.is_dataclass(hints[f.name])]
+    return out
+
+
+def with_settings(config: S3TConfig, values: dict[str, Any]) -> S3TConfig:
+    """``config`` with the given fields (by path, e.g. ``{"train.lora.rank": 4}``) replaced, all validated."""
+    data = config.to_dict()
+    known = {s.path for s in settings()}
+    for path, value in values.items():
+        if path not in known:
+            raise ConfigError(f"unknown config field {path!r}")
+        *sections, name = path.split(".")
+        node = data
+        for part in sections:
+            node = node[part]
+        node[name] = list(value) if isinstance(value, tuple) else value
+    return S3TConfig.from_dict(data)
 
 
 def _from_dict(cls: type, data: Any, section: str) -> Any:
