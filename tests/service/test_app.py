@@ -102,6 +102,7 @@ def test_unknown_ids_are_404_and_change_nothing(client, fitted_ws, body):
 
 def test_unknown_request_and_route_use_the_error_shape(client):
     assert_error(client.get("/forget/req-0000000000000000", headers=READ), 404, "UnknownRecordError")
+    assert_error(client.get("/forget/req-%00", headers=READ), 404, "UnknownRecordError")  # was a 500 on PostgreSQL
     assert_error(client.get("/no-such-route"), 404, "NotFound")
     assert_error(client.get("/predict"), 405, "MethodNotAllowed")
 
@@ -129,6 +130,8 @@ BAD_BODIES = [
     ("/predict", b'{"texts": ["\\ud800"]}'),  # a lone surrogate (valid JSON, not text): was a 500 in the tokenizer
     ("/forget", b'{"record_ids": ["\\udfff"]}'),  # was a 500 (UnicodeEncodeError in the ledger)
     ("/forget", b'{"subject": "user1\\ud800"}'),
+    ("/forget", {"record_ids": ["r1-0\x00"]}),  # no id holds a NUL: was a 500 on PostgreSQL (a 404 on SQLite)
+    ("/forget", {"subject": "user1\x00"}),
 ]
 
 
