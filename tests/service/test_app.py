@@ -77,6 +77,16 @@ def test_forget_is_idempotent(client, fitted_ws):
     assert same["request_id"] == subj["request_id"] and same["created"] is False
 
 
+def test_forget_accepts_each_documented_shape_with_the_other_keys_null(client, fitted_ws):
+    """The schema's oneOf: record ids, subject or subject_id, the other keys absent or null."""
+    rid = train_ids(fitted_ws, 1, 2)[0]
+    r = client.post("/forget", json={"record_ids": [rid], "subject": None, "subject_id": None}, headers=AUTH)
+    assert r.status_code == 202 and r.json()["record_ids"] == [rid], r.text
+    for body in ({"record_ids": None, "subject": "user3"}, {"subject_id": "user3", "subject": None}):
+        r = client.post("/forget", json=body, headers=AUTH)
+        assert r.status_code == 202 and r.json()["subject"] == "user3", (body, r.text)
+
+
 @pytest.mark.parametrize("headers", [
     {}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {TOKEN}"},
     {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": TOKEN},
@@ -130,6 +140,8 @@ BAD_BODIES = [
     ("/predict", b'{"texts": ["\\ud800"]}'),  # a lone surrogate (valid JSON, not text): was a 500 in the tokenizer
     ("/forget", b'{"record_ids": ["\\udfff"]}'),  # was a 500 (UnicodeEncodeError in the ledger)
     ("/forget", b'{"subject": "user1\\ud800"}'),
+    ("/forget", {"subject": "user1", "subject_id": "user2"}),  # subject twice, under both names
+    ("/forget", {"record_ids": None, "subject": None}),
     ("/forget", {"record_ids": ["r1-0\x00"]}),  # no id holds a NUL: was a 500 on PostgreSQL (a 404 on SQLite)
     ("/forget", {"subject": "user1\x00"}),
 ]
@@ -144,6 +156,18 @@ def test_bad_input_is_422_with_the_error_shape_and_changes_nothing(client, fitte
         r = client.post(path, json=body, headers=AUTH)
     assert_error(r, 422, "ValidationError")
     assert snapshot(fitted_ws) == before
+
+
+def test_an_unexpected_error_is_a_500_in_the_error_shape_that_names_nothing(client, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail /srv/ws/ledger.db")
+
+    monkeypatch.setattr(client.app.state.model, "status", broken)
+    r = TestClient(client.app, raise_server_exceptions=False).get("/status", headers=READ)
+    assert_error(r, 500, "InternalServerError")
+    assert "secret detail" not in r.text and r.headers["content-type"] == "application/json"
 
 
 def test_validation_record_is_a_data_error_422(client, fitted_template):
@@ -208,10 +232,28 @@ def test_openapi_lists_the_endpoints_and_models(client):
     assert forget["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ForgetRequest")
     assert forget["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/Receipt")
     assert forget["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
-    assert forget["security"] == [{"HTTPBearer": []}] and "security" not in paths["/predict"]["post"]
+    # two bearer schemes (issue 21): the forget token forgets; reads take the read token or the forget token
+    assert set(spec["components"]["securitySchemes"]) == {"ForgetToken", "ReadToken"}
+    assert all(v == {"type": "http", "scheme": "bearer", "description": v["description"]}
+               for v in spec["components"]["securitySchemes"].values())
+    assert forget["security"] == [{"ForgetToken": []}] and "security" not in paths["/predict"]["post"]
     for path in ("/forget/{request_id}", "/status", "/audit", "/dashboard/data"):  # reads name requests: a token
-        assert paths[path]["get"]["security"] == [{"HTTPBearer": []}], path
+        assert paths[path]["get"]["security"] == [{"ReadToken": []}, {"ForgetToken": []}], path
         assert paths[path]["get"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert "security" not in paths["/healthz"]["get"]
     assert schemas["PredictRequest"]["properties"]["texts"]["minItems"] == 1
+    # the error shape on every operation, 413 where a body is read, the receipt linked to its state
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            errors = {code: r for code, r in op["responses"].items() if int(code) >= 400}
+            assert errors and all(r["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+                                  for r in errors.values()), (method, path)
+            assert ("413" in errors) == ("requestBody" in op), (method, path)
+    link = forget["responses"]["202"]["links"]["GetForgetState"]
+    assert link["parameters"] == {"request_id": "$response.body#/request_id"}
+    assert link["operationId"] == paths["/forget/{request_id}"]["get"]["operationId"]
+    # exactly one of record_ids / subject / subject_id (its old name): oneOf, as the server decides
+    shapes = schemas["ForgetRequest"]["oneOf"]
+    assert [s["required"] for s in shapes] == [["record_ids"], ["subject"], ["subject_id"]]
+    assert schemas["ForgetRequest"]["properties"]["subject_id"]["deprecated"] is True
     assert client.get("/docs").status_code == 200

@@ -113,7 +113,7 @@ def test_protect_predict_needs_a_read_or_forget_token(make_client, fitted_ws):
         r = client.post("/predict", json={"texts": TEXTS}, headers=headers)
         assert r.status_code == 200 and r.json()["labels"], r.text
     assert client.get("/healthz").status_code == 200
-    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]["security"] == [{"ReadToken": []}, {"ForgetToken": []}]
 
 
 def test_a_generated_read_token_is_0600_differs_from_the_forget_token_and_works(make_client, fitted_ws, caplog, monkeypatch):

@@ -6,7 +6,11 @@ dashboard at ``/`` (see :mod:`s3t.service.web`). Everything that names a request
 subject (receipts, request state, the deletion log, status, audit details) needs the read token
 or the forget token (:mod:`s3t.service.auth`); ``/predict`` and ``/healthz`` are open unless
 ``protect_predict``. Every error has one
-JSON shape, ``{"error": {"type": ..., "message": ...}}``, mapped from :mod:`s3t.errors` here.
+JSON shape, ``{"error": {"type": ..., "message": ...}}``, mapped from :mod:`s3t.errors` here; a body
+that is not JSON, not UTF-8 or nested too deeply is a 422 like any other invalid body.
+``/openapi.json`` documents every status and body shape each operation answers with, the two
+tokens as security schemes and the link from a forget's receipt to its state; the test suite
+checks that with a property-based fuzzer (``tests/service/test_contract.py``).
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so a prediction never
 blocks the event loop and never waits for a retrain (see :mod:`s3t.service.worker`).
 """
@@ -34,7 +38,7 @@ from ..forget import Receipt as ReceiptRecord
 from ..serve.policy import RetrainPolicy
 from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
-from .auth import require_token, resolve_read_token, resolve_token
+from .auth import require_forget_token, require_read_token, resolve_read_token, resolve_token
 from .web import add_dashboard
 from .worker import RetrainWorker, pending_requests, recover_on_startup
 
@@ -54,7 +58,17 @@ STATUS = {  # first match along the exception's MRO wins; other S3TErrors are 50
     errors.IntegrityError: 500,
 }
 ERRORS = {code: {"model": sc.ErrorResponse} for code in (404, 409, 422, 500, 503)}
-AUTH_ERRORS = {401: {"model": sc.ErrorResponse}, **ERRORS}
+UNAUTHORIZED = {401: {"model": sc.ErrorResponse, "description": "Missing or invalid bearer token",
+                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}}}}
+AUTH_ERRORS = {**UNAUTHORIZED, **ERRORS}
+TOO_LARGE = {413: {"model": sc.ErrorResponse, "description": f"Request body over {MAX_BODY} bytes"}}
+FORGET_LINKS = {  # OpenAPI links: a client (or a fuzzer) follows a receipt to its request's state
+    "GetForgetState": {
+        "operationId": "forget_state",
+        "parameters": {"request_id": "$response.body#/request_id"},
+        "description": "The request's state (served-exact, retraining, retrained) and its receipt: GET /forget/{request_id}.",
+    },
+}
 
 
 def error_response(status: int, kind: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -124,7 +138,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     """
     model = S3T.load(workspace, db=db)
     secret = resolve_token(model.ws_.path, token)
-    reader = Depends(require_token(resolve_read_token(model.ws_.path, read_token), secret))
+    reader = Depends(require_read_token(resolve_read_token(model.ws_.path, read_token), secret))
     mutate = threading.Lock()  # in-process file steps of forgets and of post-retrain swaps take turns
 
     def after_retrain() -> None:
@@ -173,11 +187,19 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI: a body it could not parse
+            why = {UnicodeDecodeError: "not UTF-8", RecursionError: "nested too deeply"}.get(type(exc.__cause__), "unreadable")
+            return error_response(422, "ValidationError", f"body: not a JSON document ({why})")
         kind = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
         return error_response(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):  # the server still logs the traceback
+        return error_response(500, "InternalServerError", "internal error; the server log has the details")
+
     @app.post("/predict", response_model=sc.PredictResponse, summary="Classify texts with the served ensemble",
-              dependencies=[reader] if protect_predict else [], responses=AUTH_ERRORS if protect_predict else ERRORS)
+              operation_id="predict", dependencies=[reader] if protect_predict else [],
+              responses={**(AUTH_ERRORS if protect_predict else ERRORS), **TOO_LARGE})
     def predict(req: sc.PredictRequest) -> sc.PredictResponse:
         ens = model.ensemble_
         for _ in range(5):  # the member table this prediction used (retry if swapped meanwhile)
@@ -192,7 +214,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         )
 
     @app.post("/forget", status_code=202, response_model=sc.Receipt, summary="Forget records (exact now, retrained later)",
-              dependencies=[Depends(require_token(secret))], responses=AUTH_ERRORS)
+              operation_id="forget", dependencies=[Depends(require_forget_token(secret))],
+              responses={202: {"links": FORGET_LINKS}, **AUTH_ERRORS, **TOO_LARGE})
     def forget(req: sc.ForgetRequest) -> sc.Receipt:
         with mutate:
             receipt = model.forget(record_ids=req.record_ids, subject=req.subject)
@@ -202,9 +225,11 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         return _receipt_out(receipt, state, receipt.created)
 
     @app.get("/forget/{request_id}", response_model=sc.ForgetState, responses=AUTH_ERRORS, dependencies=[reader],
-             summary="State of a forget request (read token)")
+             operation_id="forget_state", summary="State of a forget request (read token)")
     def forget_state(request_id: str) -> sc.ForgetState:
         ledger = model.ws_.ledger
+        if "\x00" in request_id:  # no request id has one (and PostgreSQL would refuse the query: a 500)
+            raise errors.UnknownRecordError(f"unknown request id {request_id!r}")
         with ledger.Session() as s:
             row = s.get(ReceiptRow, request_id)
             if row is None:
@@ -214,7 +239,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         return sc.ForgetState(request_id=request_id, state=state, receipt=_receipt_out(receipt, state, False))
 
     @app.get("/status", response_model=sc.StatusResponse, responses=AUTH_ERRORS, dependencies=[reader],
-             summary="Shards, served prefixes, pending retrains (read token: names requests)")
+             operation_id="status", summary="Shards, served prefixes, pending retrains (read token: names requests)")
     def status() -> sc.StatusResponse:
         ens = model.ensemble_
         return sc.StatusResponse(
@@ -224,18 +249,19 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         )
 
     @app.get("/audit", response_model=sc.AuditResponse, responses=AUTH_ERRORS, dependencies=[reader],
-             summary="The checks of `s3t audit` (read token: failures name records and requests)")
+             operation_id="audit", summary="The checks of `s3t audit` (read token: failures name records and requests)")
     def audit() -> sc.AuditResponse:
         if worker is None:
             return sc.AuditResponse(**model.audit().to_dict(), retraining=False)
         with worker.quiesce(AUDIT_WAIT) as quiet:
             return sc.AuditResponse(**model.audit().to_dict(), retraining=not quiet)
 
-    @app.get("/healthz", response_model=sc.Health, summary="Liveness")
+    @app.get("/healthz", response_model=sc.Health, summary="Liveness", operation_id="healthz",
+             responses={500: {"model": sc.ErrorResponse}})
     def healthz() -> sc.Health:
         return sc.Health()
 
-    add_dashboard(app, model, lambda: _worker_status(worker), lambda: pending_requests(model), reader)
+    add_dashboard(app, model, lambda: _worker_status(worker), lambda: pending_requests(model), reader, AUTH_ERRORS)
     return app
 
 

@@ -7,6 +7,7 @@ random one is generated into that file (mode 0600) and its location (never its v
 Reads accept the read token or the forget token (whoever may forget may read); ``POST /forget``
 accepts the forget token only. Every accepted token is compared, each with
 :func:`hmac.compare_digest`, so neither the result nor which token matched shows in the timing.
+The OpenAPI schema declares the two as bearer security schemes, ``ForgetToken`` and ``ReadToken``.
 """
 
 from __future__ import annotations
@@ -80,20 +81,50 @@ def token_matches(given: Optional[str], *accepted: str) -> bool:
     return any(results)
 
 
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    description="`Authorization: Bearer <token>`: the forget token (S3T_TOKEN or WORKSPACE/token) for POST /forget; "
-                "the read token (S3T_READ_TOKEN or WORKSPACE/read_token) or the forget token for reads.",
+FORGET_SCHEME = "ForgetToken"  # the security schemes /openapi.json declares
+READ_SCHEME = "ReadToken"
+forget_bearer = HTTPBearer(
+    scheme_name=FORGET_SCHEME, auto_error=False,
+    description="`Authorization: Bearer <forget token>` (S3T_TOKEN or WORKSPACE/token): POST /forget; it reads too.",
+)
+read_bearer = HTTPBearer(
+    scheme_name=READ_SCHEME, auto_error=False,
+    description="`Authorization: Bearer <read token>` (S3T_READ_TOKEN or WORKSPACE/read_token): everything that names "
+                "requests, records or subjects (request state, status, audit, dashboard data); not POST /forget.",
 )
 
 
-def require_token(*accepted: str) -> Callable[..., None]:
-    """A FastAPI dependency: 401 (and nothing else happens) unless the bearer token is one of ``accepted``."""
-    if not accepted or not all(accepted):
-        raise ConfigError("require_token needs at least one non-empty token")
+def _refuse() -> HTTPException:
+    return HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    def check(credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer_scheme)) -> None:
-        if credentials is None or not token_matches(credentials.credentials, *accepted):
-            raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+def _nonempty(accepted: tuple[str, ...]) -> None:
+    if not accepted or not all(accepted):
+        raise ConfigError("a token dependency needs non-empty tokens")
+
+
+def require_forget_token(forget: str) -> Callable[..., None]:
+    """A FastAPI dependency: 401 (and nothing else happens) unless the bearer token is the forget
+    token. The route's OpenAPI operation then requires the ``ForgetToken`` scheme."""
+    _nonempty((forget,))
+
+    def check(credentials: Optional[HTTPAuthorizationCredentials] = Depends(forget_bearer)) -> None:
+        if credentials is None or not token_matches(credentials.credentials, forget):
+            raise _refuse()
+
+    return check
+
+
+def require_read_token(read: str, forget: str) -> Callable[..., None]:
+    """A FastAPI dependency: 401 (and nothing else happens) unless the bearer token is the read
+    token or the forget token. The route's OpenAPI operation then accepts either scheme
+    (``[{"ReadToken": []}, {"ForgetToken": []}]``: one of them, not both)."""
+    _nonempty((read, forget))
+
+    def check(by_read: Optional[HTTPAuthorizationCredentials] = Depends(read_bearer),
+              by_forget: Optional[HTTPAuthorizationCredentials] = Depends(forget_bearer)) -> None:
+        credentials = by_read or by_forget  # both schemes read the same Authorization header
+        if credentials is None or not token_matches(credentials.credentials, read, forget):
+            raise _refuse()
 
     return check

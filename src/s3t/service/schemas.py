@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints, model_validator
 
 MAX_TEXTS = 1024  # per /predict request
 MAX_IDS = 10_000  # per /forget request
@@ -12,10 +12,37 @@ MAX_IDS = 10_000  # per /forget request
 RequestState = Literal["served-exact", "retraining", "retrained"]
 
 
+NO_NUL = "^[^\\u0000]*$"  # JSON Schema pattern: no NUL character
+
+
+def _unicode_text(value: str) -> str:
+    """JSON can escape a lone UTF-16 surrogate (``"\\ud800"``); that is not text: the tokenizer and
+    the ledger cannot encode it, so it is a 422 here, not a 500 later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+def _key(value: str) -> str:
+    """A record id or a subject: text without NUL (PostgreSQL cannot store one, so no ledger holds
+    such an id; it is a 422 on every backend, not a 500 on PostgreSQL and a 404 on SQLite)."""
+    if "\x00" in _unicode_text(value):
+        raise ValueError("contains a NUL character (no record id or subject does)")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_unicode_text)]
+RecordId = Annotated[StrictStr, AfterValidator(_key), Field(json_schema_extra={"pattern": NO_NUL})]
+SubjectName = Annotated[StrictStr, StringConstraints(min_length=1), AfterValidator(_key),
+                        Field(json_schema_extra={"pattern": NO_NUL})]
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["a gorgeous, moving film"]}]})
 
-    texts: list[StrictStr] = Field(..., min_length=1, max_length=MAX_TEXTS, description="Texts to classify.")
+    texts: list[Text] = Field(..., min_length=1, max_length=MAX_TEXTS, description="Texts to classify.")
 
 
 class PredictResponse(BaseModel):
@@ -27,24 +54,37 @@ class PredictResponse(BaseModel):
     )
 
 
+def _forget_schema(schema: dict[str, Any]) -> None:
+    """The body is one of three shapes (``oneOf``): record ids, a subject, or a subject under its old
+    name ``subject_id``; the other keys absent or null. ``_exactly_one`` below is the same rule."""
+    props = schema["properties"]
+
+    def shape(title: str, key: str) -> dict[str, Any]:
+        return {"title": title, "type": "object", "required": [key],
+                "properties": {k: dict(props[k]["anyOf"][0]) if k == key else {"type": "null"} for k in props}}
+
+    schema["oneOf"] = [shape("ForgetRecords", "record_ids"), shape("ForgetSubject", "subject"),
+                       shape("ForgetSubjectId", "subject_id")]
+    props["subject_id"]["deprecated"] = True
+    schema["examples"] = [{"record_ids": ["r-17", "r-42"]}, {"subject": "user-42"}]
+
+
 class ForgetRequest(BaseModel):
-    """Exactly one of ``record_ids`` or ``subject`` (alias ``subject_id``)."""
+    """Exactly one of ``record_ids`` or ``subject`` (``subject_id``: its old name); the others absent or null."""
 
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True,
-        json_schema_extra={"examples": [{"record_ids": ["r-17", "r-42"]}, {"subject": "user-42"}]},
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_forget_schema)
 
-    record_ids: Optional[list[StrictStr]] = Field(None, min_length=1, max_length=MAX_IDS, description="Training record ids to forget.")
-    subject: Optional[StrictStr] = Field(
-        None, min_length=1, validation_alias=AliasChoices("subject", "subject_id"),
-        description="Forget every training record of this data subject instead.",
-    )
+    record_ids: Optional[list[RecordId]] = Field(None, min_length=1, max_length=MAX_IDS, description="Training record ids to forget.")
+    subject: Optional[SubjectName] = Field(None, description="Forget every training record of this data subject instead.")
+    subject_id: Optional[SubjectName] = Field(None, description="Old name of `subject` (deprecated).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ForgetRequest":
-        if (self.record_ids is None) == (self.subject is None):
+        given = [v for v in (self.record_ids, self.subject, self.subject_id) if v is not None]
+        if len(given) != 1:
             raise ValueError("give exactly one of record_ids or subject")
+        if self.subject_id is not None:
+            self.subject, self.subject_id = self.subject_id, None
         return self
 
 

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from . import dashboard_schemas as ds
 from .dashboard import ACCURACY_FILE, AccuracyCache, build
 from .plots import accuracy_chart, capacity_chart
-from .schemas import ErrorResponse, WorkerStatus
+from .schemas import WorkerStatus
 
 STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 SECURITY_HEADERS = {
@@ -37,9 +37,9 @@ SECURITY_HEADERS = {
 
 
 def add_dashboard(app: FastAPI, model, worker_status: Callable[[], WorkerStatus], pending: Callable[[], list[str]],
-                  reader: Any) -> None:
+                  reader: Any, errors: dict) -> None:
     """Register the dashboard routes on ``app`` (``model``: the service's loaded S3T; ``reader``:
-    the ``Depends`` that admits a read or forget token)."""
+    the ``Depends`` that admits a read or forget token; ``errors``: the error responses a read documents)."""
     cache = AccuracyCache(model.ws_.path / ACCURACY_FILE)
     env = Environment(loader=PackageLoader("s3t.service", "templates"), autoescape=select_autoescape(["html"]))
     static = {name: resources.files("s3t.service").joinpath("static", name).read_bytes() for name in STATIC}
@@ -48,9 +48,9 @@ def add_dashboard(app: FastAPI, model, worker_status: Callable[[], WorkerStatus]
     def data(accuracy: bool = True) -> ds.DashboardData:
         return build(model, worker_status(), pending(), cache, measure=accuracy)
 
-    @app.get("/dashboard/data", response_model=ds.DashboardData, dependencies=[reader],
+    @app.get("/dashboard/data", response_model=ds.DashboardData, dependencies=[reader], operation_id="dashboard_data",
              summary="Everything the operator dashboard shows (read token)",
-             responses={code: {"model": ErrorResponse} for code in (401, 422, 500)})
+             responses=errors)
     def dashboard_data(
         accuracy: bool = Query(True, description="Measure the served ensemble's validation accuracy if this manifest "
                                                  "version was not measured yet (cached per version)."),
