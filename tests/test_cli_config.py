@@ -152,5 +152,5 @@ def test_config_show_prints_the_workspace_config(fitted_ws):
     assert shown["train"]["lora"]["rank"] == 4  # tiny_config's, not the default 8
     table = runner.invoke(app, ["config", "show", "-w", ws], env={"COLUMNS": "200"})
     assert table.exit_code == 0
-    for text in ("train.lora.rank", "--lora-rank", "serve.retrain_every", "plan.shards"):
+    for text in ("train.lora.rank", "--lora-rank", "serve.retrain_every", "plan.shards", fitted_ws.config.training_digest()):
         assert text in table.stdout

@@ -153,8 +153,8 @@ app.add_typer(config_app, name="config")
 def config_show(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt) -> None:
     """Print the config a workspace was trained with and serves by: every field of plan, train,
     train.lora and serve (fields its s3t.json lacks have their defaults), the `s3t train` option
-    that sets it, and whether it differs from the default. --json prints the config itself, ready
-    for `s3t train --config`.
+    that sets it, whether it differs from the default, and the digest its checkpoints record.
+    --json prints the config itself, ready for `s3t train --config`.
 
     Example: s3t config show -w ws
     """
@@ -172,6 +172,8 @@ def config_show(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Opt
             default = list(st.default) if isinstance(st.default, tuple) else st.default
             table.add_row(st.path, json.dumps(node), st.flag, "" if node == default else "[yellow]set[/]")
         out.print(table)
+        out.print(f"training_config_sha256 (in every checkpoint's metadata; serving settings, executor, workers and "
+                  f"ray_address left out): {cfg.training_digest()}", soft_wrap=True)
 
     _emit(cfg.to_dict(), as_json, render)
 

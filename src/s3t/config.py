@@ -1,7 +1,10 @@
 """Configuration of an S3T run: small validated dataclasses with a JSON round trip.
 
-The whole configuration is stored as ``s3t.json`` in the workspace and its hash in every
-checkpoint's metadata, so a checkpoint can always be traced to the settings that made it.
+The whole configuration is stored as ``s3t.json`` in the workspace, and the hash of the
+settings that can change a bit of a checkpoint (:meth:`S3TConfig.training_digest`: no serving
+settings, no executor, workers or Ray address) in every checkpoint's metadata, so a checkpoint
+can always be traced to the settings that made it, and the same run gives the same file
+wherever it ran.
 
 Example
 -------
@@ -102,18 +105,16 @@ class TrainConfig:
     threads: int = field(
         default=1, metadata={"help": "torch intra-op threads per worker; pinned for bit-reproducibility, recorded per checkpoint."}
     )
-    workers: int = field(
-        default=0, metadata={"help": "Worker processes for shard jobs (0 = one per core). Does not change any bit."}
-    )
+    workers: int = field(default=0, metadata={
+        "help": "Worker processes for shard jobs (0 = one per core). Does not change any bit.", "bits": False})
     cache: bool = field(
         default=True, metadata={"help": "Reuse frozen-trunk activations instead of a full forward pass every step."}
     )
-    executor: str = field(
-        default="local", metadata={"help": "Where stage jobs run: 'local' (this machine) or 'ray' (a Ray cluster)."}
-    )
-    ray_address: str | None = field(
-        default=None, metadata={"help": "Ray cluster address for executor 'ray' ('auto', 'ray://host:10001'); None = local Ray."}
-    )
+    executor: str = field(default="local", metadata={
+        "help": "Where stage jobs run: 'local' (this machine) or 'ray' (a Ray cluster). Does not change any bit.",
+        "bits": False})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "Ray cluster address for executor 'ray' ('auto', 'ray://host:10001'); None = local Ray.", "bits": False})
     val_limit: int = field(
         default=300, metadata={"help": "Validation records scoring each checkpoint (tie-breaks, status); 0 = all."}
     )
@@ -210,8 +211,23 @@ class S3TConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON; recorded with every checkpoint."""
+        """sha256 of the canonical JSON of the whole config."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def training_dict(self) -> dict[str, Any]:
+        """The settings that can change a bit of a checkpoint: the config without the serve section
+        and without the train fields marked ``bits: False`` (where and how many processes run the jobs)."""
+        data = self.to_dict()
+        data.pop("serve")
+        for f in fields(TrainConfig):
+            if f.metadata.get("bits", True) is False:
+                data["train"].pop(f.name)
+        return data
+
+    def training_digest(self) -> str:
+        """sha256 of :meth:`training_dict`'s canonical JSON; recorded with every checkpoint, so the same
+        training run gives byte-identical checkpoint files on any executor and any number of workers."""
+        return hashlib.sha256(json.dumps(self.training_dict(), sort_keys=True).encode()).hexdigest()
 
 
 # -- every field as a setting (the CLI's options are generated from these) ------------------

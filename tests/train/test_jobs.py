@@ -19,6 +19,20 @@ def digests(model: S3T) -> dict[tuple[int, str], str]:
     return out
 
 
+def file_hashes(model: S3T) -> dict[tuple[int, str], str]:
+    """sha256 of each checkpoint's file bytes (tensors and metadata), re-read from disk."""
+    from s3t.store.atomic import sha256_file
+
+    out = {}
+    for c in model.ws_.ledger.checkpoints():
+        path = model.ws_.resolve(c.path)
+        assert sha256_file(path) == c.sha256
+        _, meta = load_checkpoint(path)
+        assert meta["training_config_sha256"] == model.config.training_digest()
+        out[(c.shard, c.prefix)] = c.sha256
+    return out
+
+
 def test_process_workers_are_bit_identical_to_in_process(tmp_path, tiny_model):
     cfg = tiny_config(tiny_model, epochs=1)
     train, val = toy_rows(60, seed=4), toy_rows(10, seed=5)
@@ -27,6 +41,7 @@ def test_process_workers_are_bit_identical_to_in_process(tmp_path, tiny_model):
     pooled = S3T(pooled_cfg, workspace=tmp_path / "b").fit(train, validation=val)
     a, b = digests(local), digests(pooled)
     assert len(a) == 18 and a == b
+    assert file_hashes(local) == file_hashes(pooled), "workers must not change a byte of a checkpoint file"
     assert pooled.audit().ok
     assert (local.predict_proba(["great film"]) == pooled.predict_proba(["great film"])).all()
 

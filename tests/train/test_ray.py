@@ -1,4 +1,4 @@
-"""Ray executor: bit-identical to local training, and a killed task is retried."""
+"""Ray executor: bit-identical to local training (tensors and file bytes), and a killed task is retried."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from s3t import S3T
 from tests.conftest import tiny_config, toy_rows
-from tests.train.test_jobs import digests
+from tests.train.test_jobs import digests, file_hashes
 
 ray = pytest.importorskip("ray", reason="ray is installed by scripts/bootstrap.sh (extra 'ray')")
 
@@ -32,6 +32,8 @@ def test_ray_is_bit_identical_to_local(tmp_path, tiny_model, fresh_ray):
     on_ray = fit(tmp_path, tiny_model, "ray", executor="ray")
     assert ray.is_initialized()
     assert digests(local) == digests(on_ray) and len(digests(local)) == 18
+    assert local.config.digest() != on_ray.config.digest()  # the configs differ, in the executor only
+    assert file_hashes(local) == file_hashes(on_ray), "local and Ray checkpoint files must be byte-identical"
     assert on_ray.audit().ok
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import torch
@@ -11,12 +13,37 @@ from .atomic import atomic_write, sha256_file
 
 
 def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """Write ``state`` atomically and return the file's sha256."""
+    """Write ``state`` atomically and return the file's sha256. The same tensors and metadata
+    always give the same bytes (see :func:`canonical_safetensors`)."""
     from safetensors.torch import save_file
 
     clean = {k: v.detach().contiguous().clone() for k, v in state.items()}
-    atomic_write(path, lambda tmp: save_file(clean, str(tmp), metadata={k: str(v) for k, v in metadata.items()}))
+
+    def write(tmp: Path) -> None:
+        save_file(clean, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        tmp.write_bytes(canonical_safetensors(tmp.read_bytes()))
+
+    atomic_write(path, write)
     return sha256_file(path)
+
+
+def canonical_safetensors(raw: bytes) -> bytes:
+    """The same safetensors file with a canonical header: metadata keys sorted, tensor entries in
+    data order, compact JSON padded with spaces to 8 bytes (as safetensors pads it).
+
+    safetensors writes the header's maps in hash-map order, which changes from one call to the
+    next: the same checkpoint would get a different sha256 on every write (and on every worker or
+    Ray node). The tensor data is already laid out deterministically and is kept as is."""
+    size = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + size])
+    ordered = {}
+    if "__metadata__" in header:
+        ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    for name in sorted(header, key=lambda k: (header[k]["data_offsets"][0], header[k]["data_offsets"][1], k)):
+        ordered[name] = header[name]
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + raw[8 + size :]
 
 
 def load_checkpoint(path: str | Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -86,7 +86,10 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
         cid = f"s{job.shard}-{prefix_key(spec.prefix).replace(',', '.')}-{uuid.uuid4().hex[:8]}"
         rel = staging_relpath(cid)
         meta = {"shard": job.shard, "prefix": prefix_key(spec.prefix), "stage": spec.stage, "seed": spec.seed,
-                "threads": config.train.threads, "config_sha256": config.digest()}
+                "threads": config.train.threads,
+                # where the job ran (executor, workers, Ray address) and serving settings are left out,
+                # so local and Ray runs of the same plan write byte-identical files
+                "training_config_sha256": config.training_digest()}
         digest = save_checkpoint(root / rel, result.state, meta)
         ids_by_prefix[spec.prefix] = cid
         _fault_injection()
