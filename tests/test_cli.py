@@ -15,7 +15,7 @@ from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixture
 
 runner = CliRunner()
 COMMANDS = ["train", "predict", "forget", "status", "audit", "retrain", "verify", "rotate-secret", "simulate", "demo",
-            "serve"]
+            "serve", "export"]
 
 
 def run_main(*args: str) -> subprocess.CompletedProcess:

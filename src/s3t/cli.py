@@ -111,6 +111,30 @@ def train(
 
 
 @app.command()
+def export(
+    out_dir: Path = typer.Argument(..., help="New (or empty) directory for the export."),
+    workspace: Path = WorkspaceOpt,
+    audit: bool = typer.Option(True, "--audit/--no-audit", help="Run the audit and record its result in the model card."),
+    as_json: bool = JsonOpt,
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Export the served shards as standard peft LoRA adapters (PeftModel.from_pretrained on the
+    base model loads each), with each shard's classification head, ensemble.json (how members
+    combine) and a model card README.md (plan, served lineage, deletions applied, audit result).
+
+    Example: s3t export -w ws exported/
+    """
+    from .estimator import S3T
+    from .train.export import export_served
+
+    card = export_served(S3T.load(workspace, db=db), out_dir, run_audit=audit)
+    _emit(card, as_json, lambda d: out.print(
+        f"[green]exported[/] {len(d['served'])} of {d['shards']} shards to {out_dir} (manifest v{d['manifest_version']}, "
+        f"{d['deletions']['records']} record(s) forgotten; audit: "
+        f"{'not run' if d['audit'] is None else 'passed' if d['audit']['ok'] else 'FAILED'})", soft_wrap=True))
+
+
+@app.command()
 def predict(
     texts: list[str] = typer.Argument(None, help="Texts to classify."),
     workspace: Path = WorkspaceOpt,

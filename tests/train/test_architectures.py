@@ -15,7 +15,7 @@ from s3t.train.layers import attach_lora
 from s3t.train.model import embed, finish, run_layers
 from s3t.train.trainer import SliceData, StageRunner
 from tests.conftest import tiny_config, toy_rows
-from tests.train.families import FAMILIES, N_LAYERS, make_tiny_family, tiny_family_config
+from tests.train.families import FAMILIES, N_LAYERS, tiny_family_config
 
 # what each family's default targets ("query", "value") must become: written out here, not read from the registry
 EXPECTED_MODULES = {
@@ -25,12 +25,6 @@ EXPECTED_MODULES = {
 }
 LAYER_PATH = {"distilbert": "transformer.layer.", "modernbert": "layers."}  # others: encoder.layer.
 TEXTS = ["a good film", "the plot was really quite dull and the acting was weak", "fun", "the story was moving"]
-
-
-@pytest.fixture(scope="session")
-def family_models(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("families")
-    return {f: make_tiny_family(root / f, f) for f in FAMILIES}
 
 
 def layer_of(name: str, family: str) -> int | None:
