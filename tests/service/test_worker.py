@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 
-import httpx
+import pytest
 
+from s3t.client import APIError, Client, receipt_ok
 from s3t.service import worker as worker_module
 from s3t.service.auth import resolve_token
 from s3t.store.ledger import Ledger
@@ -178,27 +179,33 @@ def _free_port() -> int:
 
 
 def test_s3t_serve_runs_uvicorn(fitted_ws):
+    """A real `s3t serve` on a loopback port, driven as a user would: through s3t.client (urllib)."""
     ws, port = fitted_ws.ws_.path, _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "S3T_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k not in ("S3T_TOKEN", "S3T_READ_TOKEN")}
     proc = subprocess.Popen([sys.executable, "-m", "s3t.cli", "serve", "-w", str(ws), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**env, "HF_HUB_OFFLINE": "1"})
     base = f"http://127.0.0.1:{port}"
+    anyone = Client(base, timeout=30)
     try:
         deadline, up = time.monotonic() + 120, False
         while time.monotonic() < deadline and proc.poll() is None and not up:
             try:
-                up = httpx.get(f"{base}/healthz", timeout=2).json() == {"ok": True}
-            except httpx.HTTPError:
+                up = anyone.healthz().ok
+            except OSError:  # not listening yet
                 time.sleep(0.2)
         assert up, "s3t serve did not become healthy"
-        token = (ws / "token").read_text().strip()  # generated on first start
-        pred = httpx.post(f"{base}/predict", json={"texts": TEXTS}, timeout=30)
-        assert pred.status_code == 200 and len(pred.json()["labels"]) == 2
+        token, read_token = ((ws / name).read_text().strip() for name in ("token", "read_token"))  # generated on first start
+        pred = anyone.predict(TEXTS)
+        assert len(pred.labels) == 2
         rid = train_ids(fitted_ws, 0, 0)[0]
-        assert httpx.post(f"{base}/forget", json={"record_ids": [rid]}, timeout=30).status_code == 401
-        r = httpx.post(f"{base}/forget", json={"record_ids": [rid]}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        assert r.status_code == 202 and r.json()["record_ids"] == [rid]
+        with pytest.raises(APIError) as refused:
+            anyone.forget(record_ids=[rid])
+        assert refused.value.status == 401 and fitted_ws.ws_.ledger.deleted_ids() == set()
+        receipt = Client(base, token=token, timeout=30).forget(record_ids=[rid])
+        assert receipt.record_ids == [rid] and receipt_ok(receipt)
         assert fitted_ws.ws_.ledger.deleted_ids() == {rid}
+        state = Client(base, read_token=read_token, timeout=30).forget_state(receipt.request_id)
+        assert state.state == "served-exact" and state.receipt.hash == receipt.hash
     finally:
         proc.terminate()
         try:
