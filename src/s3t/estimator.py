@@ -321,7 +321,10 @@ class S3T:
         """
         self._check_fitted()
         start = time.perf_counter()
-        receipt = record_forget(self.ws_.ledger, record_ids=record_ids, subject=subject, dry_run=dry_run)
+        if dry_run:
+            receipt = record_forget(self.ws_.ledger, record_ids=record_ids, subject=subject, dry_run=True)
+        else:  # concurrent forgets of this process share one commit (group commit); a lone one waits for nothing
+            receipt = self._forget_group().forget(record_ids, subject)
         if receipt.dry_run:
             return receipt
         if receipt.created:  # the manifest this request committed: no need to read it back
@@ -338,6 +341,14 @@ class S3T:
             self.ws_.erase_residue()
         log.info("forget %s applied in %.1f ms", receipt.request_id, 1000 * (time.perf_counter() - start))
         return receipt
+
+    def _forget_group(self):
+        from .forget import ForgetGroup
+
+        with _SYNC_LOCK:
+            if getattr(self, "_group", None) is None or self._group.ledger is not self.ws_.ledger:
+                self._group = ForgetGroup(self.ws_.ledger)
+        return self._group
 
     def _file_steps(self):
         from .store.file_steps import FileSteps

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 
-from .errors import DataError, UnknownRecordError
+from .errors import DataError, S3TError, UnknownRecordError
 from .store.ledger import Ledger, canonical, utcnow
 from .store.schema import Checkpoint, Deletion, DeletionRequest, Record, Receipt as ReceiptRow, ValidationScore
 
@@ -154,64 +155,93 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
     ``dry_run``: run the same transaction, then roll it back; the returned receipt (``dry_run``
     set, ``created`` False) says what the request would do, and the ledger is unchanged.
     """
-    if isinstance(record_ids, str):
-        record_ids = [record_ids]
-    if record_ids is not None:
-        record_ids = sorted({str(r) for r in record_ids})
-    key = request_key(record_ids if subject is None else None, subject)
+    out = record_forgets(ledger, [(record_ids, subject)], dry_run=dry_run)[0]
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def record_forgets(ledger: Ledger, requests: Sequence[tuple[Sequence[str] | None, str | None]],
+                   dry_run: bool = False) -> list[Receipt | S3TError]:
+    """Group commit: several forget requests in ONE transaction (one lock, one fsync), in order.
+
+    Each request gets what it would get alone: its own deletions, its own manifest version and its
+    own receipt, chained to the previous one in the order given. A request that is refused (unknown
+    ids, a validation record, ...) is refused before it writes anything, and its error is returned
+    in its place; the others commit. Nothing is acknowledged unless the whole transaction commits.
+    """
+    asked = []
+    for record_ids, subject in requests:
+        if isinstance(record_ids, str):
+            record_ids = [record_ids]
+        if record_ids is not None:
+            record_ids = sorted({str(r) for r in record_ids})
+        asked.append((record_ids, subject, request_key(record_ids if subject is None else None, subject)))
+    out: list[Receipt | S3TError] = []
     with ledger.write() as session:
         # Core statements on the transaction's connection: the ORM layer would double their cost
         s = session.connection()
-        existing = s.scalars(_Q_REQUEST_BY_KEY, {"key": key}).first()
-        if existing is not None:
-            row = session.get(ReceiptRow, existing)
-            return Receipt(json.loads(row.body), row.hash, created=False)
-        rows = resolve_request(ledger, s, record_ids, subject)
-        _, before = ledger.latest_manifest(s)
-        request_id = "req-" + uuid.uuid4().hex[:16]
-        now = utcnow()
-        # plain INSERT/UPDATE statements (no ORM unit of work): this transaction is the forget latency
-        s.execute(_INS_REQUEST, {"id": request_id, "key": key, "subject": subject, "state": "served-exact",
-                                 "created_at": now})
-        already = ledger.deleted_ids(s, among=[r.id for r in rows])
-        new = [r.id for r in rows if r.id not in already]
-        if new:  # erase the content and its fingerprint; the id stays (it names no text: s3t.store.secret)
-            s.execute(_INS_DELETION, [{"record_id": i, "request_id": request_id} for i in new])
-            s.execute(_ERASE_TEXT, {"ids": new})
-        # a lineage never leaves its shard: only the shards of these records can change
-        affected = sorted({int(r.shard) for r in rows if r.split == "train"})
-        validation = [r.id for r in rows if r.split != "train"]
-        if validation:  # their scores go; every checkpoint they scored is re-scored: any shard can change
-            rescore(s, validation)
-            tainted = ledger.tainted_checkpoints(s)
-            after = ledger.compute_manifest(s, tainted)
-        else:
-            tainted = ledger.tainted_checkpoints(s, affected)
-            after = ledger.compute_manifest(s, tainted, shards=affected, base=before)
-        # cut checkpoints are marked purged in this transaction; their files are erased after the
-        # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
-        cut = list(s.execute(_PURGE, {"ids": sorted(tainted)})) if tainted else []
-        version = ledger.add_manifest(s, after, reason=f"forget {request_id}")
-        last = s.execute(_Q_LAST_RECEIPT).first()
-        body = {
-            "request_id": request_id,
-            "seq": 1 if last is None else last.seq + 1,
-            "record_ids": sorted(r.id for r in rows),
-            "newly_deleted": len(new),
-            "validation_records": len(validation),
-            "subject": subject,
-            "affected_shards": affected,
-            "served_before": _prefixes(before),
-            "served_after": _prefixes(after),
-            "manifest_version": version,
-            "created_at": now,
-            "prev_hash": GENESIS if last is None else last.hash,
-        }
-        digest = receipt_hash(body)
-        s.execute(_INS_RECEIPT, {"request_id": request_id, "seq": body["seq"], "body": canonical(body), "hash": digest})
+        for record_ids, subject, key in asked:
+            try:
+                out.append(_forget_one(ledger, session, s, record_ids, subject, key))
+            except (DataError, UnknownRecordError) as exc:  # raised before the request wrote anything
+                out.append(exc)
         if dry_run:  # rolled back here, the block's exit has nothing left to commit
             session.rollback()
-            return Receipt(body, digest, created=False, manifest=after, dry_run=True)
+            return [r if not isinstance(r, Receipt) or not r.created else
+                    Receipt(r.body, r.hash, created=False, manifest=r.manifest, dry_run=True) for r in out]
+    return out
+
+
+def _forget_one(ledger: Ledger, session, s, record_ids: list[str] | None, subject: str | None, key: str) -> Receipt:
+    """One request inside the forget transaction (see the module docstring)."""
+    existing = s.scalars(_Q_REQUEST_BY_KEY, {"key": key}).first()
+    if existing is not None:
+        row = session.get(ReceiptRow, existing)
+        return Receipt(json.loads(row.body), row.hash, created=False)
+    rows = resolve_request(ledger, s, record_ids, subject)
+    _, before = ledger.latest_manifest(s)
+    request_id = "req-" + uuid.uuid4().hex[:16]
+    now = utcnow()
+    # plain INSERT/UPDATE statements (no ORM unit of work): this transaction is the forget latency
+    s.execute(_INS_REQUEST, {"id": request_id, "key": key, "subject": subject, "state": "served-exact",
+                             "created_at": now})
+    already = ledger.deleted_ids(s, among=[r.id for r in rows])
+    new = [r.id for r in rows if r.id not in already]
+    if new:  # erase the content and its fingerprint; the id stays (it names no text: s3t.store.secret)
+        s.execute(_INS_DELETION, [{"record_id": i, "request_id": request_id} for i in new])
+        s.execute(_ERASE_TEXT, {"ids": new})
+    # a lineage never leaves its shard: only the shards of these records can change
+    affected = sorted({int(r.shard) for r in rows if r.split == "train"})
+    validation = [r.id for r in rows if r.split != "train"]
+    if validation:  # their scores go; every checkpoint they scored is re-scored: any shard can change
+        rescore(s, validation)
+        tainted = ledger.tainted_checkpoints(s)
+        after = ledger.compute_manifest(s, tainted)
+    else:
+        tainted = ledger.tainted_checkpoints(s, affected)
+        after = ledger.compute_manifest(s, tainted, shards=affected, base=before)
+    # cut checkpoints are marked purged in this transaction; their files are erased after the
+    # commit (and by recovery, which erases the file of every tainted or purged checkpoint)
+    cut = list(s.execute(_PURGE, {"ids": sorted(tainted)})) if tainted else []
+    version = ledger.add_manifest(s, after, reason=f"forget {request_id}")
+    last = s.execute(_Q_LAST_RECEIPT).first()
+    body = {
+        "request_id": request_id,
+        "seq": 1 if last is None else last.seq + 1,
+        "record_ids": sorted(r.id for r in rows),
+        "newly_deleted": len(new),
+        "validation_records": len(validation),
+        "subject": subject,
+        "affected_shards": affected,
+        "served_before": _prefixes(before),
+        "served_after": _prefixes(after),
+        "manifest_version": version,
+        "created_at": now,
+        "prev_hash": GENESIS if last is None else last.hash,
+    }
+    digest = receipt_hash(body)
+    s.execute(_INS_RECEIPT, {"request_id": request_id, "seq": body["seq"], "body": canonical(body), "hash": digest})
     return Receipt(body, digest, created=True, cut_paths=tuple(c.path for c in cut), manifest=after)
 
 
@@ -253,3 +283,48 @@ def chain_problems(chain: Sequence[Receipt]) -> list[list[str]]:
 def verify_chain(chain: Sequence[Receipt]) -> list[str]:
     """Problems in a receipt chain (empty list = the chain verifies)."""
     return [f"receipt {r.request_id}: {p}" for r, ps in zip(chain, chain_problems(chain)) for p in ps]
+
+
+class ForgetGroup:
+    """Group commit of concurrent forgets in one process (leader / followers).
+
+    A forget that finds no commit running commits at once, alone: a lone forget waits for nothing.
+    Forgets that arrive while a commit runs queue up; when it ends, the first of them commits the
+    whole queue in one :func:`record_forgets` transaction and hands each its receipt or error. So
+    under load the lock, the transaction and the fsync are shared by every request that arrived
+    during the previous commit, and each request still gets its own receipt, in arrival order.
+    """
+
+    def __init__(self, ledger: Ledger, max_batch: int = 256):
+        self.ledger, self.max_batch = ledger, max_batch
+        self._cv = threading.Condition()
+        self._queue: list[dict[str, Any]] = []
+        self._committing = False
+        self.batches = 0  # commits made (a batch of one included): forgets / batches = mean group size
+
+    def forget(self, record_ids: Sequence[str] | None, subject: str | None) -> Receipt:
+        item: dict[str, Any] = {"request": (record_ids, subject)}
+        with self._cv:
+            self._queue.append(item)
+        while True:
+            with self._cv:
+                while "result" not in item and self._committing:
+                    self._cv.wait()
+                if "result" in item:
+                    break
+                self._committing = True  # lead: commit what is queued now, oldest first
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            try:
+                results: list[Any] = record_forgets(self.ledger, [b["request"] for b in batch])
+            except BaseException as exc:  # nothing committed: every request of the batch fails with it
+                results = [exc] * len(batch)
+            with self._cv:
+                for b, r in zip(batch, results):
+                    b["result"] = r
+                self._committing = False
+                self.batches += 1
+                self._cv.notify_all()
+        result = item["result"]
+        if isinstance(result, BaseException):
+            raise result
+        return result

@@ -1,0 +1,72 @@
+"""Group commit of concurrent forgets (issue 19, item 3): one transaction for what queued during the
+previous commit, each request still its own receipt in the chain; a refused request fails alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from s3t import forget as forget_module
+from s3t.errors import UnknownRecordError
+from s3t.forget import verify_chain
+from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
+from tests.service.conftest import train_ids
+
+
+def test_forgets_that_queue_behind_a_commit_share_the_next_one(fitted_ws, monkeypatch):
+    est = fitted_ws
+    ids = [i for sh in (0, 1) for sl in range(3) for i in train_ids(est, sh, sl)[:2]]  # 12 records
+    real = forget_module.record_forgets
+    sizes: list[int] = []
+    first_started = threading.Event()
+
+    def slow_first(ledger, requests, dry_run=False):
+        sizes.append(len(requests))
+        if len(sizes) == 1:
+            first_started.set()
+            time.sleep(0.5)  # the others arrive while the first commit runs
+        return real(ledger, requests, dry_run=dry_run)
+
+    monkeypatch.setattr(forget_module, "record_forgets", slow_first)
+    results: dict[str, object] = {}
+
+    def run(rid):
+        try:
+            results[rid] = est.forget(record_ids=[rid])
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            results[rid] = exc
+
+    lead = threading.Thread(target=run, args=(ids[0],))
+    lead.start()
+    assert first_started.wait(10)
+    rest = [threading.Thread(target=run, args=(rid,)) for rid in ids[1:]] + [
+        threading.Thread(target=run, args=("no-such-record",))]
+    for t in rest:
+        t.start()
+    for t in [lead, *rest]:
+        t.join(30)
+    assert sizes[0] == 1 and sum(sizes) == 13 and len(sizes) < 13  # the 12 queued ones were grouped
+    assert isinstance(results["no-such-record"], UnknownRecordError)  # refused alone
+    receipts = [results[r] for r in ids]
+    assert all(r.created and r.body["record_ids"] == [rid] for r, rid in zip(receipts, ids))
+    assert sorted(r.body["seq"] for r in receipts) == list(range(1, 13))
+    assert len({r.body["manifest_version"] for r in receipts}) == 12  # each its own manifest version
+    assert verify_chain(est.receipts()) == []
+    est.flush()
+    assert est.audit().ok
+    assert sorted(est.ws_.ledger.deleted_ids()) == sorted(ids)
+
+
+def test_a_lone_forget_commits_at_once_alone(fitted_ws, monkeypatch):
+    est = fitted_ws
+    calls: list[int] = []
+    real = forget_module.record_forgets
+    monkeypatch.setattr(forget_module, "record_forgets", lambda ledger, reqs, dry_run=False: calls.append(len(reqs))
+                        or real(ledger, reqs, dry_run=dry_run))
+    receipt = est.forget(record_ids=[train_ids(est, 0, 0)[0]])
+    assert calls == [1] and receipt.created
+    with pytest.raises(UnknownRecordError):
+        est.forget(record_ids=["nope"])
+    assert calls == [1, 1] and len(est.receipts()) == 1
