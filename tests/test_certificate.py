@@ -132,3 +132,25 @@ def test_cli_issue_key_verify(fitted_ws, tmp_path):
     cert.write_text(json.dumps(data))
     bad = runner.invoke(app, ["certificate", "verify", str(cert), "--key", str(key)])
     assert bad.exit_code == 1 and "INVALID" in bad.stdout
+
+
+def test_http_certificate_and_public_key(fitted_ws):
+    from tests.service.conftest import AUTH, READ, TOKEN  # noqa: F401
+    from fastapi.testclient import TestClient
+
+    from s3t.service import create_app
+
+    with TestClient(create_app(fitted_ws.ws_.path, token=TOKEN, read_token="read-token-0123456789",
+                               background=False)) as client:
+        rc = client.post("/forget", json={"subject": "user2"}, headers=AUTH).json()
+        assert client.get(f"/forget/{rc['request_id']}/certificate").status_code == 401
+        cert = client.get(f"/forget/{rc['request_id']}/certificate",
+                          headers={"Authorization": "Bearer read-token-0123456789"})
+        assert cert.status_code == 200, cert.text
+        key = client.get("/certificates/key")
+        assert key.status_code == 200 and key.json()["keys"][-1]["public_pem"] == key.json()["current"]
+        check = verify_certificate(cert.json(), key.json()["current"], fitted_ws.ws_.path)
+        assert check.ok, check.problems
+        assert cert.json()["request"]["request_id"] == rc["request_id"] and "user2" not in cert.text
+        missing = client.get("/forget/req-0000000000000000/certificate", headers={"Authorization": "Bearer read-token-0123456789"})
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == "UnknownRecordError"

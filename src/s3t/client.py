@@ -36,7 +36,8 @@ from pydantic import BaseModel, ValidationError
 
 from .service.dashboard_schemas import DashboardData
 from .service.schemas import (
-    AuditResponse, ErrorResponse, ForgetState, Health, PredictResponse, Receipt, RequestState, StatusResponse,
+    AuditResponse, Certificate, ErrorResponse, ForgetState, Health, PredictResponse, Receipt, RequestState,
+    SigningKeys, StatusResponse,
 )
 
 __all__ = ["APIError", "Client", "ProtocolError", "receipt_ok"]
@@ -142,6 +143,16 @@ class Client:
     def forget_state(self, request_id: str) -> ForgetState:
         """``GET /forget/{request_id}`` (read token): the request's state and its receipt."""
         return self._call("GET", f"/forget/{urllib.parse.quote(request_id, safe='')}", ForgetState, 200, self._reader())
+
+    def forget_certificate(self, request_id: str) -> Certificate:
+        """``GET /forget/{request_id}/certificate`` (read token): the signed deletion certificate;
+        check it offline with :func:`s3t.certificate.verify_certificate` and :meth:`certificate_key`."""
+        return self._call("GET", f"/forget/{urllib.parse.quote(request_id, safe='')}/certificate", Certificate, 200,
+                          self._reader())
+
+    def certificate_key(self) -> SigningKeys:
+        """``GET /certificates/key``: the workspace's public signing key(s)."""
+        return self._call("GET", "/certificates/key", SigningKeys, 200, {})
 
     def status(self) -> StatusResponse:
         """``GET /status`` (read token)."""

@@ -28,7 +28,8 @@ def api(client):
 def test_one_method_per_operation_returning_the_documented_model(client):
     spec = client.get("/openapi.json").json()
     ops = {op["operationId"]: (method, path, op) for path, item in spec["paths"].items() for method, op in item.items()}
-    assert set(ops) == {"predict", "forget", "forget_state", "status", "audit", "healthz", "dashboard_data"}
+    assert set(ops) == {"predict", "forget", "forget_state", "forget_certificate", "certificate_key", "status", "audit",
+                        "healthz", "dashboard_data"}
     for name, (method, path, op) in ops.items():
         documented = [code for code in op["responses"] if code.startswith("2")]
         assert len(documented) == 1, (name, documented)  # one success status: what the client expects
@@ -37,6 +38,7 @@ def test_one_method_per_operation_returning_the_documented_model(client):
         assert ref == f"#/components/schemas/{returns.__name__}", (name, ref, returns)
     link = ops["forget"][2]["responses"]["202"]["links"]["GetForgetState"]
     assert link["operationId"] == "forget_state"  # Client.wait_for follows it
+    assert ops["forget"][2]["responses"]["202"]["links"]["GetForgetCertificate"]["operationId"] == "forget_certificate"
 
 
 def test_a_forget_through_the_client(api, fitted_ws):
@@ -109,3 +111,14 @@ def test_an_undocumented_response_is_a_protocol_error(status, content, why):
     with pytest.raises(ProtocolError, match=why) as e:
         Client("", token="t", http=Canned(status, content)).forget(record_ids=["r1-0"])
     assert e.value.status == status
+
+
+def test_a_certificate_through_the_client_verifies_offline(api, fitted_ws):
+    from s3t.certificate import verify_certificate
+
+    receipt = api.forget(subject="user6")
+    cert = api.forget_certificate(receipt.request_id)
+    key = api.certificate_key()
+    assert cert.request["request_id"] == receipt.request_id
+    check = verify_certificate(cert.model_dump(mode="json"), key.current)
+    assert check.ok, check.problems

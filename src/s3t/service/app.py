@@ -68,6 +68,11 @@ FORGET_LINKS = {  # OpenAPI links: a client (or a fuzzer) follows a receipt to i
         "parameters": {"request_id": "$response.body#/request_id"},
         "description": "The request's state (served-exact, retraining, retrained) and its receipt: GET /forget/{request_id}.",
     },
+    "GetForgetCertificate": {
+        "operationId": "forget_certificate",
+        "parameters": {"request_id": "$response.body#/request_id"},
+        "description": "The request's signed deletion certificate: GET /forget/{request_id}/certificate.",
+    },
 }
 
 
@@ -237,6 +242,25 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
             receipt = ReceiptRecord(json.loads(row.body), row.hash, created=False)
         state = ledger.request_state(request_id)
         return sc.ForgetState(request_id=request_id, state=state, receipt=_receipt_out(receipt, state, False))
+
+    @app.get("/forget/{request_id}/certificate", response_model=sc.Certificate, responses=AUTH_ERRORS,
+             dependencies=[reader], operation_id="forget_certificate",
+             summary="Signed deletion certificate of a request (read token); verify it offline with GET /certificates/key")
+    def forget_certificate(request_id: str) -> dict:
+        from ..certificate import issue_certificate
+
+        if "\x00" in request_id:
+            raise errors.UnknownRecordError(f"unknown request id {request_id!r}")
+        model.flush()  # the certified files are the ones on disk
+        return issue_certificate(model, request_id)
+
+    @app.get("/certificates/key", response_model=sc.SigningKeys, responses={500: {"model": sc.ErrorResponse}},
+             operation_id="certificate_key", summary="The workspace's public signing key(s) (no token: they are public)")
+    def certificate_key() -> sc.SigningKeys:
+        from ..store.signing import public_keys, public_pem
+
+        current = public_pem(model.ws_.path)
+        return sc.SigningKeys(current=current, keys=public_keys(model.ws_.path))
 
     @app.get("/status", response_model=sc.StatusResponse, responses=AUTH_ERRORS, dependencies=[reader],
              operation_id="status", summary="Shards, served prefixes, pending retrains (read token: names requests)")

@@ -171,6 +171,29 @@ class Health(BaseModel):
     ok: bool = True
 
 
+class SigningKey(BaseModel):
+    key_id: str = Field(..., description="First 16 hex digits of sha256 over the raw Ed25519 public key.")
+    public_pem: str
+    valid_from: str
+    valid_until: Optional[str] = Field(None, description="None while it is the current key.")
+
+
+class SigningKeys(BaseModel):
+    current: str = Field(..., description="The current public key (PEM): what `s3t certificate verify --key` needs.")
+    keys: list[SigningKey] = Field(..., description="Every key this workspace has signed with, old ones included.")
+
+
+class Certificate(BaseModel):
+    """A signed deletion certificate (s3t.certificate); check it offline with the public key."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    issued_at: str
+    request: dict[str, Any]
+    served: dict[str, Any]
+    signature: dict[str, str]
+
+
 class ErrorBody(BaseModel):
     type: str = Field(..., description="Error class, e.g. UnknownRecordError, ValidationError, Unauthorized.")
     message: str
