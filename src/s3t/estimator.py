@@ -28,8 +28,8 @@ from .config import S3TConfig
 from .data import RecordSet, to_records
 from .errors import ConfigError, DataError, NotFittedError
 from .forget import Receipt, receipts, record_forget
-from .plan import place, select_sequences
-from .plan.placement import slice_priors
+from .plan import place
+from .plan.placement import shard_sequences
 from .store.workspace import Workspace
 
 log = logging.getLogger("s3t")
@@ -183,12 +183,9 @@ class S3T:
             log.warning("subject %r holds more records than a slice and is split over %d slices (forgetting it cuts "
                         "all of them)", subj, pieces)
         self.placement_ = placed.report()
-        sequences = select_sequences(plan.selection, plan.slices, plan.budget, plan.priors)
-        per_shard = {shard: sequences for shard in range(plan.shards)}
-        if subject_priors is not None:
-            priors = slice_priors(placed, list(train.subjects), dict(subject_priors), plan.shards, plan.slices)
-            per_shard = {sh: select_sequences(plan.selection, plan.slices, plan.budget, q if sum(q) > 0 else None)
-                         for sh, q in priors.items()}
+        per_shard, priors = shard_sequences(placed, list(train.subjects), plan.selection, plan.shards, plan.slices,
+                                            plan.budget, plan.priors, subject_priors)
+        if priors is not None:
             self.placement_["slice_priors"] = {str(sh): [round(x, 6) for x in q] for sh, q in priors.items()}
         ws.save_config(config)
         ws.ledger.initialise(

@@ -205,3 +205,19 @@ def slice_priors(placement: Placement, subjects: Sequence[str | None], subject_p
     for (sh, sl), owners in held.items():
         out[sh][sl] = math.fsum(subject_priors.get(o, default) if kind == "subject" else default for kind, o in owners)
     return out
+
+
+def shard_sequences(placed: Placement, subjects: Sequence[str | None], selection: str, n_shards: int, n_slices: int,
+                    budget: int, priors: Sequence[float] | None = None,
+                    subject_priors: dict[str, float] | None = None) -> tuple[dict[int, list[tuple[int, ...]]],
+                                                                          dict[int, list[float]] | None]:
+    """Each shard's sequences: the same for all (``priors`` per slice, or none), or, with
+    ``subject_priors``, each shard's own BMS order for its slices' summed priors (:func:`slice_priors`).
+    Returns (sequences per shard, the per-shard slice priors used or None)."""
+    from s3t.plan.sequences import select_sequences
+
+    if subject_priors is None:
+        common = select_sequences(selection, n_slices, budget, priors)
+        return {sh: common for sh in range(n_shards)}, None
+    per = slice_priors(placed, subjects, dict(subject_priors), n_shards, n_slices)
+    return {sh: select_sequences(selection, n_slices, budget, q if sum(q) > 0 else None) for sh, q in per.items()}, per
