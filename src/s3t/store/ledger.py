@@ -20,6 +20,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from collections import defaultdict
 from dataclasses import replace
@@ -95,14 +96,29 @@ def _sqlite_connect(ledger: "Ledger"):
         # DEFERRED for reads (one snapshot per session) and IMMEDIATE for writes
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(ledger.lock_timeout * 1000)}")  # read now: see lock_timeout
+        _enter_wal(cur, ledger.lock_timeout)
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")  # freed and overwritten content is zeroed, not left in free pages
-        cur.execute(f"PRAGMA busy_timeout={int(ledger.lock_timeout * 1000)}")  # read now: see lock_timeout
         cur.close()
 
     return on_connect
+
+
+def _enter_wal(cur, timeout: float) -> None:
+    """Switch a connection's database to WAL. On a brand-new file, connections of several processes
+    race to convert it, and the loser gets "database is locked" at once (the busy handler does not
+    cover a journal-mode change): retry briefly, within the ledger's lock timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_begin(conn) -> None:
