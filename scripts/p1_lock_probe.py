@@ -44,7 +44,9 @@ TIME = """
 import json, shutil, time, numpy as np
 from s3t import S3T
 template, dest, n, seed = {template!r}, {dest!r}, {n}, {seed}
-ids = [r.id for r in S3T.load(template).ws_.ledger.records('train')]
+import sqlite3  # read-only: opening the template with S3T would migrate it for one code only
+ids = [r[0] for r in sqlite3.connect(f'file:{{template}}/ledger.sqlite?mode=ro', uri=True).execute(
+    "SELECT id FROM records WHERE split = 'train' ORDER BY position")]
 rng = np.random.default_rng(seed)
 lat, copies = [], 0
 while len(lat) < n:
