@@ -61,15 +61,14 @@ def _shard_state(model: "S3T") -> tuple[dict[int, list[tuple[int, ...]]], dict[i
     return sequences, clean, parents
 
 
-def cut_suffixes(model: "S3T") -> dict[int, tuple[list[tuple[int, ...]], dict]]:
-    """Per shard: the prefixes to retrain and the clean parent checkpoint of each suffix."""
-    sequences, clean, parents = _shard_state(model)
-    plan: dict[int, tuple[list[tuple[int, ...]], dict]] = {}
+def cut_suffixes(model: "S3T") -> dict[int, list[tuple[int, ...]]]:
+    """Per shard: the prefixes to retrain (every stage after each sequence's clean prefix)."""
+    sequences, clean, _ = _shard_state(model)
+    plan: dict[int, list[tuple[int, ...]]] = {}
     for shard, seqs in sequences.items():
         todo = {seq[:k]: None for seq, n in zip(seqs, clean[shard]) for k in range(n + 1, len(seq) + 1)}
         if todo:
-            mine = parents.get(shard, {})
-            plan[shard] = (sorted(todo, key=lambda p: (len(p), p)), {p[:-1]: mine[p[:-1]] for p in todo if p[:-1] in mine})
+            plan[shard] = sorted(todo, key=lambda p: (len(p), p))
     return plan
 
 
@@ -111,19 +110,17 @@ def iter_retrain(model: "S3T", report: RetrainReport, progress=None, restore: st
             ledger.set_request_state(joined, "retraining")
             report.requests += joined
         if restore == "naive":
-            work = {shard: (prefixes, parents) for shard, (prefixes, parents) in cut_suffixes(model).items()}
-            kind = "all"
+            kind, work = "all", cut_suffixes(model)
         else:
-            sequences, clean, parents = _shard_state(model)
+            sequences, clean, _ = _shard_state(model)
             step = next_step(sequences, clean)
             if step is None:
                 break
-            kind, chosen = step
-            work = {shard: (prefixes, parents.get(shard, {})) for shard, prefixes in chosen.items()}
-            if (kind, chosen) == last and not rebuilt:
-                raise RuntimeError(f"retrain made no progress: step {kind} {chosen} again")  # a bug, never a loop
-            last = (kind, chosen)
-        for shard, (prefixes, _) in sorted(work.items()):
+            kind, work = step
+            if (kind, work) == last and not rebuilt:
+                raise RuntimeError(f"retrain made no progress: step {kind} {work} again")  # a bug, never a loop
+            last = (kind, work)
+        for shard, prefixes in sorted(work.items()):
             # parents as they are NOW: a forget committed since the plan (by this process between
             # jobs, or by another at any time) may have cut one and erased its file
             needed = _parents_now(model, shard, prefixes)
