@@ -47,6 +47,49 @@ def make_tiny_model(path, n_layers: int = 6) -> str:
     return str(path)
 
 
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} [SEP] {% endfor %}"
+                 "{% if add_generation_prompt %}assistant : {% endif %}")
+COLOURS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
+CITIES = ["paris", "london", "berlin", "madrid", "rome", "vienna", "oslo", "dublin"]
+
+
+def chat_rows(people: int = 12, seed: int = 0) -> list[dict]:
+    """Learnable chat records: facts about invented people (each person is a subject)."""
+    rng = random.Random(seed)
+    rows = []
+    for p in range(people):
+        name = f"person{p}"
+        facts = {"colour": rng.choice(COLOURS), "city": rng.choice(CITIES)}
+        rows.append({"id": f"p{p}-colour", "subject": name, "prompt": f"what colour does {name} like ?",
+                     "response": f"{name} likes {facts['colour']} ."})
+        rows.append({"id": f"p{p}-city", "subject": name, "prompt": f"where does {name} live ?",
+                     "response": f"{name} lives in {facts['city']} ."})
+    return rows
+
+
+def make_tiny_llama(path, n_layers: int = 6) -> str:
+    """Save a randomly initialised Llama causal LM with the MiniLM tokenizer (+ a chat template)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from s3t.train.backbone import resolve_model_path
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path("all-MiniLM-L6-v2")), local_files_only=True)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama-6"), 6)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert-6"), 6)

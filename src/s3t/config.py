@@ -97,6 +97,9 @@ class TrainConfig:
         default="all-MiniLM-L6-v2",
         metadata={"help": "Built-in model name or a local directory with a Hugging Face encoder + tokenizer."},
     )
+    task: str = field(default="classification", metadata={
+        "help": "What the model learns: 'classification' (an encoder + a linear head on text/label records) or "
+                "'causal-lm' (a decoder chat model tuned on prompt/response records; see s3t.tasks)."})
     epochs: int = field(default=2, metadata={"help": "Epochs per stage (over slices 1..k of the sequence)."})
     lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate for the adapters and the head."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
@@ -123,6 +126,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
             object.__setattr__(self, "lora", LoraSettings(**self.lora))
+        from .tasks import TASKS
+
+        _check(self.task in TASKS, "train.task", f"one of {sorted(TASKS)}", self.task)
         _check(_is_int(self.epochs) and self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
         _check(_is_number(self.lr) and self.lr > 0, "train.lr", "> 0", self.lr)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
@@ -222,6 +228,8 @@ class S3TConfig:
         for f in fields(TrainConfig):
             if f.metadata.get("bits", True) is False:
                 data["train"].pop(f.name)
+        if data["train"]["task"] == "classification":  # the only task before tasks were a setting: checkpoints
+            data["train"].pop("task")                  # of older workspaces keep their digest, byte for byte
         return data
 
     def training_digest(self) -> str:

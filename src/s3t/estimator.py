@@ -30,6 +30,7 @@ from .errors import ConfigError, DataError, NotFittedError
 from .forget import Receipt, receipts, record_forget
 from .plan import place
 from .plan.placement import shard_sequences
+from .tasks import task_spec
 from .store.workspace import Workspace
 
 log = logging.getLogger("s3t")
@@ -86,7 +87,7 @@ class S3T:
             from .train.backbone import load_backbone, set_determinism
 
             set_determinism(self.config.train.threads)
-            self._backbone = getattr(self, "_backbone", None) or load_backbone(self.config.train.model)
+            self._backbone = getattr(self, "_backbone", None) or load_backbone(self.config.train.model, self.config.train.task)
             self._ensemble = Ensemble(self._backbone, self.config, len(self.classes_))
             if self.config.serve.standby:
                 from .serve.standby import Standby
@@ -140,9 +141,10 @@ class S3T:
         sequences are selected for its own slices (:func:`s3t.plan.placement.slice_priors`).
         """
         config = self.config or S3TConfig()
-        train = to_records(data)
+        task = task_spec(config.train.task)
+        train = task.to_records(data)
         # rows without ids get position ids (s3t.data.records.derived_id): row-N, and val-N for validation
-        val = to_records(validation, label_names=train.label_names, id_prefix="val-") if validation is not None else None
+        val = task.to_records(validation, label_names=train.label_names, id_prefix="val-") if validation is not None else None
         plan = config.plan
         if subject_priors is not None:  # checked before anything is written
             if plan.selection == "cyclic":
@@ -162,7 +164,7 @@ class S3T:
         from .train.backbone import load_backbone
         from .train.layers import layer_groups
 
-        backbone = load_backbone(config.train.model)
+        backbone = load_backbone(config.train.model, config.train.task)
         layer_groups(backbone.n_layers, plan.slices)  # validate before writing anything
         ws = Workspace(self.workspace, db_url=self.db, create=True)
         if ws.ledger.initialised:
@@ -213,7 +215,7 @@ class S3T:
     def _load_backbone(self):
         from .train.backbone import load_backbone
 
-        self._backbone = load_backbone(self.config.train.model)
+        self._backbone = load_backbone(self.config.train.model, self.config.train.task)
         return self._backbone
 
     def _jobs(self, prefixes: Sequence[tuple[int, ...]] | Mapping[int, Sequence[tuple[int, ...]]], shards,
@@ -283,8 +285,15 @@ class S3T:
         return created
 
     # -- predict ----------------------------------------------------------------------
+    def _require_task(self, task: str, method: str, instead: str) -> None:
+        if self.config.train.task != task:
+            raise ConfigError(f"{method}() serves task {task!r}; this model's task is {self.config.train.task!r}: "
+                              f"use {instead}")
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Ensemble class probabilities [n, n_classes] from the live shards' served checkpoints."""
+        self._check_fitted()
+        self._require_task("classification", "predict", "generate(prompts)")
         texts = _check_texts(texts)
         ens = self.ensemble_
         self._sync()

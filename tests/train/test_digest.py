@@ -12,7 +12,7 @@ NO_BITS = {"train.executor", "train.workers", "train.ray_address"}
 OTHER_VALUES = {  # a valid non-default value for the fields that are neither numbers nor booleans
     "plan.selection": "bms", "plan.placement": "record", "plan.priors": (1.0, 2.0, 3.0), "train.model": "/x",
     "train.executor": "ray", "train.ray_address": "auto", "train.lora.targets": ("query",),
-    "serve.aggregate": "probs", "serve.restore": "naive", "serve.retrain": "accuracy",
+    "serve.aggregate": "probs", "serve.restore": "naive", "serve.retrain": "accuracy", "train.task": "causal-lm",
 }
 
 

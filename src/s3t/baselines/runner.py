@@ -65,7 +65,7 @@ def load_fitted(path) -> dict:
 
 
 def resolve_backbone(backbone: Backbone | None, config: S3TConfig) -> Backbone:
-    return backbone if backbone is not None else load_backbone(config.train.model)
+    return backbone if backbone is not None else load_backbone(config.train.model, config.train.task)
 
 
 def model_logits(model: AdaptedEncoder, examples: Examples, batch_size: int) -> torch.Tensor:

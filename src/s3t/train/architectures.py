@@ -96,6 +96,31 @@ def _modernbert_finish(encoder, hidden: torch.Tensor) -> torch.Tensor:
     return encoder.final_norm(hidden)
 
 
+# -- decoders (causal LMs, loaded with their LM head: the trunk is ``model``) -----------------
+def _decoder_embed(lm, ids: torch.Tensor) -> torch.Tensor:
+    return lm.model.embed_tokens(ids)
+
+
+def _decoder_context(lm, hidden: torch.Tensor, mask2d: torch.Tensor):
+    """Causal mask and rotary embeddings for a right-padded batch starting at position 0 (a real
+    token never attends to a later position, so padding on the right changes none of its states)."""
+    from transformers.masking_utils import create_causal_mask
+
+    positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    mask = create_causal_mask(config=lm.config, inputs_embeds=hidden, attention_mask=mask2d, cache=None,
+                              position_ids=positions)
+    return SimpleNamespace(mask=mask, positions=positions, rotary=lm.model.rotary_emb(hidden, positions))
+
+
+def _decoder_call(lm, index: int, layer, hidden: torch.Tensor, ctx) -> torch.Tensor:
+    out = layer(hidden, attention_mask=ctx.mask, position_ids=ctx.positions, position_embeddings=ctx.rotary)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _decoder_finish(lm, hidden: torch.Tensor) -> torch.Tensor:
+    return lm.model.norm(hidden)
+
+
 @dataclass(frozen=True, eq=False)
 class Architecture:
     """How S3T drives one encoder family (see the module docstring)."""
@@ -109,6 +134,7 @@ class Architecture:
     call: Callable = _call_masked  # (encoder, index, layer, hidden, context) -> hidden
     finish: Callable | None = None  # (encoder, hidden) -> hidden, after the top layer
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)  # AutoModel.from_pretrained extras
+    kind: str = "encoder"  # "encoder" (classification) or "decoder" (causal-lm: layers under the LM head's ``model``)
 
     @property
     def layers_pattern(self) -> str:
@@ -136,7 +162,7 @@ class Architecture:
         return out
 
     def describe(self) -> str:
-        return f"{self.name} ({', '.join(self.model_types)})"
+        return f"{self.name} ({', '.join(self.model_types)}; {self.kind})"
 
 
 _PATTERNS: dict[str, re.Pattern] = {}
@@ -208,3 +234,7 @@ register_architecture(Architecture("ModernBERT", ("modernbert",), "layers",
                                    {"query": ("Wqkv",), "key": ("Wqkv",), "value": ("Wqkv",)},
                                    embed=_ids_only_embed, context=_modernbert_context, call=_modernbert_call,
                                    finish=_modernbert_finish))
+register_architecture(Architecture("Llama", ("llama",), "model.layers",
+                                   {"query": ("q_proj",), "key": ("k_proj",), "value": ("v_proj",)},
+                                   embed=_decoder_embed, context=_decoder_context, call=_decoder_call,
+                                   finish=_decoder_finish, kind="decoder"))

@@ -57,11 +57,13 @@ def resolve_model_path(name: str) -> Path:
 
 @dataclass
 class Backbone:
-    """A frozen pretrained encoder in eval mode plus its tokenizer."""
+    """A frozen pretrained model in eval mode plus its tokenizer: an encoder (task
+    ``classification``), or a causal LM with its LM head (task ``causal-lm``)."""
 
     model: nn.Module
     tokenizer: object
     path: Path
+    task: str = "classification"
 
     @property
     def architecture(self):
@@ -78,11 +80,15 @@ class Backbone:
         return int(self.model.config.hidden_size)
 
 
-def load_backbone(name: str) -> Backbone:
-    """Load encoder + tokenizer from a built-in name or a local directory, offline."""
+def load_backbone(name: str, task: str = "classification") -> Backbone:
+    """Load the pretrained model + tokenizer from a built-in name or a local directory, offline:
+    an encoder for ``classification``, a causal LM (with its frozen LM head) for ``causal-lm``."""
     import warnings
 
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..tasks import task_spec
     from transformers.utils import logging as hf_logging
 
     from .architectures import architecture_for
@@ -93,12 +99,19 @@ def load_backbone(name: str) -> Backbone:
     path = resolve_model_path(name)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     arch = architecture_for(config)  # an unsupported family fails here, naming the supported ones
-    model = AutoModel.from_pretrained(str(path), local_files_only=True, config=config, **arch.load_kwargs)
+    spec = task_spec(task)
+    if arch.kind != spec.model_kind:
+        hint = {"decoder": "train.task 'causal-lm'", "encoder": "train.task 'classification'"}[arch.kind]
+        raise ConfigError(f"model {name!r} is a {arch.name} {arch.kind}, but task {task!r} tunes {spec.model_kind}s; "
+                          f"use {hint} with this model, or a model of the other kind")
+    auto = getattr(transformers, spec.auto_class)
+    model = auto.from_pretrained(str(path), local_files_only=True, config=config, dtype=torch.float32,
+                                 **arch.load_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return Backbone(model=model, tokenizer=tokenizer, path=path)
+    return Backbone(model=model, tokenizer=tokenizer, path=path, task=task)
 
 
 def set_determinism(threads: int) -> None:

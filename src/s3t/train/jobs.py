@@ -69,7 +69,7 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
     from .trainer import StageRunner
 
     config = S3TConfig.from_dict(job.config)
-    backbone = backbone or load_backbone(config.train.model)
+    backbone = backbone or load_backbone(config.train.model, config.train.task)
     runner = StageRunner(backbone, config, job.n_labels)
     ids = list(job.records)
     runner.add_records(ids, [job.records[i][0] for i in ids], [job.records[i][1] for i in ids])

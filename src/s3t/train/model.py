@@ -72,14 +72,18 @@ def mean_pool(hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
 
 
 class AdaptedEncoder(nn.Module):
-    """Frozen pretrained encoder with LoRA adapters on ``layers`` and a linear head."""
+    """Frozen pretrained model with LoRA adapters on ``layers``, and for an encoder a linear head.
+
+    A decoder (task ``causal-lm``) keeps its own LM head, frozen and shared: its checkpoint
+    state is the adapters alone, and ``head`` is None.
+    """
 
     def __init__(self, base: nn.Module, lora: LoraSettings, layers: list[int], n_labels: int):
         super().__init__()
         self.layers = sorted(layers)
         self.arch = architecture_for(base)
         self.peft = attach_lora(base, lora, self.layers)
-        self.head = nn.Linear(base.config.hidden_size, n_labels)
+        self.head = nn.Linear(base.config.hidden_size, n_labels) if self.arch.kind == "encoder" else None
         self.peft.eval()
 
     @property
@@ -95,10 +99,17 @@ class AdaptedEncoder(nn.Module):
     def lowest_adapted(self) -> int:
         return self.layers[0]
 
+    def states_from(self, level: int, hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
+        """Top states (after the final norm, if any) from the hidden states entering layer ``level``."""
+        return finish(self.encoder, run_layers(self.encoder, hidden, mask2d, level, self.n_layers))
+
     def forward_from(self, level: int, hidden: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
-        """Logits from the hidden states entering layer ``level``."""
-        out = finish(self.encoder, run_layers(self.encoder, hidden, mask2d, level, self.n_layers))
-        return self.head(mean_pool(out, mask2d))
+        """Class logits from the hidden states entering layer ``level`` (encoders)."""
+        return self.head(mean_pool(self.states_from(level, hidden, mask2d), mask2d))
+
+    def lm_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Next-token logits of top states (decoders: the model's own, frozen LM head)."""
+        return self.encoder.lm_head(states)
 
     def forward(self, input_ids: torch.Tensor, mask2d: torch.Tensor) -> torch.Tensor:
         return self.forward_from(0, embed(self.encoder, input_ids), mask2d)
@@ -109,7 +120,8 @@ class AdaptedEncoder(nn.Module):
         from peft import get_peft_model_state_dict
 
         out = {ADAPTER_PREFIX + k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(self.peft).items()}
-        out.update({HEAD_PREFIX + k: v.detach().clone().contiguous() for k, v in self.head.state_dict().items()})
+        if self.head is not None:
+            out.update({HEAD_PREFIX + k: v.detach().clone().contiguous() for k, v in self.head.state_dict().items()})
         return out
 
     def load_state(self, state: dict[str, torch.Tensor], strict_layers: bool = True) -> None:
@@ -126,7 +138,10 @@ class AdaptedEncoder(nn.Module):
             missing = own - {ADAPTER_PREFIX + k for k in adapters}
             if missing:
                 raise ValueError(f"checkpoint lacks adapters: {sorted(missing)[:3]}")
-        self.head.load_state_dict(head)
+        if self.head is not None:
+            self.head.load_state_dict(head)
+        elif head:
+            raise ValueError("checkpoint holds a classification head, but this model is a decoder (task causal-lm)")
 
     def lora_parameters(self, layers: list[int]) -> list[nn.Parameter]:
         """LoRA parameters of exactly the given layer indices (parsed index, no substring match)."""

@@ -18,7 +18,8 @@ from torch import nn
 from ..config import TrainConfig
 from .batches import bucket_batches, pad_hidden, pad_ids
 from .layers import adapted_layers
-from .model import AdaptedEncoder, seeded
+from .model import AdaptedEncoder, embed, seeded
+from .objectives import objective_for
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,11 @@ class StageSpec:
 
 @dataclass
 class Examples:
-    """Training/eval inputs: either cached hidden states at ``level`` or token ids."""
+    """Training/eval inputs: cached hidden states at ``level`` (when given) or token ids.
+
+    ``labels`` are the task's targets (:mod:`s3t.train.objectives`): class indices, or where
+    each record's response starts; ``tokens`` are kept alongside cached states (causal-lm
+    targets are tokens)."""
 
     labels: list[int]
     hidden: list[torch.Tensor] | None = None
@@ -63,12 +68,22 @@ class Examples:
     def lengths(self) -> list[int]:
         return [int(h.shape[0]) for h in self.hidden] if self.hidden is not None else [len(t) for t in self.tokens]
 
-    def forward(self, model: AdaptedEncoder, level: int, batch: Sequence[int]) -> torch.Tensor:
+    def inputs(self, model: AdaptedEncoder, level: int, batch: Sequence[int]) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(level, padded states entering it, mask): cached states, or the embeddings at level 0."""
         if self.hidden is not None:
             h, mask = pad_hidden([self.hidden[i] for i in batch])
-            return model.forward_from(level, h, mask)
+            return level, h, mask
         ids, mask = pad_ids([self.tokens[i] for i in batch], self.pad_id)
-        return model(ids, mask)
+        return 0, embed(model.encoder, ids), mask
+
+    def forward(self, model: AdaptedEncoder, level: int, batch: Sequence[int]) -> torch.Tensor:
+        """Class logits (encoders)."""
+        return model.forward_from(*self.inputs(model, level, batch))
+
+    def states(self, model: AdaptedEncoder, level: int, batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(top states, mask) of ``batch``."""
+        at, h, mask = self.inputs(model, level, batch)
+        return model.states_from(at, h, mask), mask
 
 
 @dataclass
@@ -107,7 +122,8 @@ def train_stage(
         model.load_state(parent_state, strict_layers=False)
     for p in model.parameters():
         p.requires_grad_(False)
-    trainable = model.lora_parameters(spec.trained_layers) + list(model.head.parameters())
+    objective = objective_for(cfg.task)
+    trainable = model.lora_parameters(spec.trained_layers) + objective.head_parameters(model)
     for p in trainable:
         p.requires_grad_(True)
 
@@ -116,13 +132,11 @@ def train_stage(
     total = max(1, cfg.epochs * len(batches))
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
-    labels = torch.tensor(train.labels, dtype=torch.long)
-    loss_fn = nn.CrossEntropyLoss()
     losses: list[float] = []
     for _epoch in range(cfg.epochs):
         for b in torch.randperm(len(batches), generator=gen).tolist():
             batch = batches[b]
-            loss = loss_fn(train.forward(model, spec.level, batch), labels[batch])
+            loss = objective.loss(model, spec.level, train, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -132,7 +146,7 @@ def train_stage(
                 on_step(len(batch))
     val_start = time.perf_counter()
     scored = validation is not None and len(validation) > 0
-    correct = outcomes(model, spec.level, validation) if scored else None
+    correct = objective.correct(model, spec.level, validation) if scored else None
     val_acc = mean_correct(correct) if scored else None
     end = time.perf_counter()
     return StageResult(

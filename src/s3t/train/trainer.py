@@ -14,7 +14,7 @@ import torch
 
 from ..config import S3TConfig
 from .backbone import Backbone, set_determinism
-from .batches import tokenize
+from .objectives import objective_for
 from .cache import TrunkCache
 from .layers import layer_groups
 from .seeds import stage_seed
@@ -62,12 +62,13 @@ class StageRunner:
         set_determinism(config.train.threads)
 
     def add_records(self, ids: Sequence[str], texts: Sequence[str], labels: Sequence[int]) -> None:
-        """Tokenise once; texts are not kept."""
+        """Tokenise once, the task's way (:mod:`s3t.train.objectives`); texts are not kept."""
         todo = [(i, t, y) for i, t, y in zip(ids, texts, labels) if i not in self.tokens]
         if not todo:
             return
-        toks = tokenize(self.backbone.tokenizer, [t for _, t, _ in todo], self.config.train.max_length)
-        for (i, _, y), tk in zip(todo, toks):
+        toks, targets = objective_for(self.config.train.task).encode(
+            self.backbone.tokenizer, [t for _, t, _ in todo], [y for _, _, y in todo], self.config.train.max_length)
+        for (i, _, _), tk, y in zip(todo, toks, targets):
             self.tokens[i] = tk
             self.labels[i] = int(y)
 
@@ -77,17 +78,17 @@ class StageRunner:
     def examples(self, key: object, ids: Sequence[str], level: int) -> Examples:
         """Inputs of records ``ids`` at ``level``; ``key`` names the cache group they are computed in."""
         labels = [self.labels[i] for i in ids]
+        tokens = [self.tokens[i] for i in ids]
         if self.cache is None:
-            return Examples(labels, tokens=[self.tokens[i] for i in ids], pad_id=self.pad_id)
-        self.cache.add(key, [self.tokens[i] for i in ids])
-        return Examples(labels, hidden=self.cache.get(key, level))
+            return Examples(labels, tokens=tokens, pad_id=self.pad_id)
+        self.cache.add(key, tokens)
+        return Examples(labels, hidden=self.cache.get(key, level), tokens=tokens, pad_id=self.pad_id)
 
     def examples_for(self, slices: Sequence[SliceData], level: int) -> Examples:
         parts = [self.examples(("slice", sd.version_id), sd.record_ids, level) for sd in slices]
-        merged = Examples(labels=[y for p in parts for y in p.labels], pad_id=self.pad_id)
-        if self.cache is None:
-            merged.tokens = [t for p in parts for t in p.tokens]
-        else:
+        merged = Examples(labels=[y for p in parts for y in p.labels], tokens=[t for p in parts for t in p.tokens],
+                          pad_id=self.pad_id)
+        if self.cache is not None:
             merged.hidden = [h for p in parts for h in p.hidden]
         return merged
 
