@@ -28,6 +28,7 @@ from .config import S3TConfig
 from .data import RecordSet, to_records
 from .errors import ConfigError, DataError, NotFittedError
 from .forget import Receipt, receipts, record_forget
+from .generative import GenerativeMixin
 from .plan import place
 from .plan.placement import shard_sequences
 from .tasks import task_spec
@@ -39,7 +40,7 @@ _SYNC_LOCK = threading.RLock()
 Progress = Callable[[str, int, int], None]  # (description, done increment, total) callbacks
 
 
-class S3T:
+class S3T(GenerativeMixin):
     """Sequence-aware Sharded Sliced Training with exact, instant forgetting.
 
     Parameters
