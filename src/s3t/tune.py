@@ -1,0 +1,319 @@
+"""``s3t tune``: learning rate × LoRA rank × epochs chosen on validation data, fairly for every method.
+
+S3T, SISA and the full fine-tune do not train alike: S3T's top layer group sees only the
+first slice of its sequence, SISA trains every layer at every stage, the full fine-tune trains
+once on everything. One shared step size therefore favours one of them. :func:`tune` gives each
+method its own small grid and picks, per method, the setting whose model scores best on the
+**validation split**:
+
+- every grid point is one training of the method on **one shard's data** (shard 0 by default,
+  placed exactly as a fit places it): S3T trains one sequence (its first cyclic order, stage 1
+  to L, layer group by layer group), SISA the shard's L stages (all layers), the full fine-tune
+  one model on the shard's records; the model that would be served (stage L, or the one model)
+  is scored on the validation records;
+- the choice is the highest validation accuracy, ties broken by the lower validation loss, then
+  by the cheaper point (fewer epochs, lower rank, lower learning rate);
+- every method gets the same budget: the sum over its grid points of the epochs trained
+  (:attr:`Grid.budget`); :func:`tune` refuses grids whose budgets differ;
+- only the training records of the shard and the validation records are read. Test data is
+  never an argument, and ``exclude`` (e.g. the records a workspace has forgotten) is removed
+  from both before anything is tokenised.
+
+The result (a JSON-ready dict) holds every grid point's validation accuracy and loss, its CPU
+and wall seconds, the chosen settings per method, digests of the record ids used, and for S3T
+the base config with the chosen settings (``s3t_config``), a file ``s3t train --config``
+accepts. Only existing config fields are set: ``train.lr``, ``train.epochs``,
+``train.lora.rank`` and ``train.lora.alpha`` (= ``alpha_per_rank`` × rank).
+
+This module's grid description is torch-free; :func:`tune` loads the training stack.
+
+Example
+-------
+>>> from s3t.tune import Grid
+>>> g = Grid(lrs=(2e-3, 1e-2), ranks=(8,), epochs=(1, 2))
+>>> [(p.lr, p.rank, p.epochs) for p in g.points()]
+[(0.002, 8, 1), (0.002, 8, 2), (0.01, 8, 1), (0.01, 8, 2)]
+>>> g.budget
+6
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .config import S3TConfig, with_settings
+from .errors import ConfigError
+
+METHODS = ("s3t", "sisa", "full")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One setting of the grid."""
+
+    lr: float
+    rank: int
+    alpha: float
+    epochs: int
+
+    def settings(self) -> dict[str, Any]:
+        """The config fields it sets (by path, for :func:`s3t.config.with_settings`)."""
+        return {"train.lr": self.lr, "train.epochs": self.epochs, "train.lora.rank": self.rank,
+                "train.lora.alpha": self.alpha}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _tuple(name: str, values: Iterable[Any], kind: type) -> tuple:
+    vals = tuple(values)
+    if not vals:
+        raise ConfigError(f"grid {name} must not be empty")
+    if len(set(vals)) != len(vals):
+        raise ConfigError(f"grid {name} must not repeat values; got {list(vals)}")
+    for v in vals:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+        if kind is int:
+            ok = ok and float(v).is_integer()
+        if not ok:
+            raise ConfigError(f"grid {name} must hold positive {kind.__name__}s; got {v!r}")
+    return tuple(kind(v) for v in vals)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """learning rates × LoRA ranks × epochs; LoRA alpha = ``alpha_per_rank`` × rank (the default
+    config's 16 / 8 = 2, so the adapters' scaling stays the same whatever the rank)."""
+
+    lrs: tuple[float, ...] = (2e-3, 5e-3, 1e-2)
+    ranks: tuple[int, ...] = (8, 16)
+    epochs: tuple[int, ...] = (1, 2)
+    alpha_per_rank: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lrs", _tuple("lrs", self.lrs, float))
+        object.__setattr__(self, "ranks", _tuple("ranks", self.ranks, int))
+        object.__setattr__(self, "epochs", _tuple("epochs", self.epochs, int))
+        a = self.alpha_per_rank
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or a <= 0:
+            raise ConfigError(f"grid alpha_per_rank must be > 0; got {a!r}")
+
+    def points(self) -> list[Point]:
+        """Every combination, learning rate outermost, then rank, then epochs (all ascending)."""
+        return [Point(lr, r, float(self.alpha_per_rank * r), e)
+                for lr in sorted(self.lrs) for r in sorted(self.ranks) for e in sorted(self.epochs)]
+
+    @property
+    def budget(self) -> int:
+        """Epochs trained over the whole grid: Σ over points of the point's epochs."""
+        return len(self.lrs) * len(self.ranks) * sum(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lrs": list(self.lrs), "ranks": list(self.ranks), "epochs": list(self.epochs),
+                "alpha_per_rank": self.alpha_per_rank, "points": len(self.points()), "budget_epochs": self.budget}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Grid":
+        return cls(lrs=tuple(d["lrs"]), ranks=tuple(d["ranks"]), epochs=tuple(d["epochs"]),
+                   alpha_per_rank=d.get("alpha_per_rank", 2.0))
+
+
+def grids_for(methods: Sequence[str], grid: Grid | Mapping[str, Grid] | None = None) -> dict[str, Grid]:
+    """One grid per method (the same ``grid`` for all, or a mapping per method); refuses an unknown
+    method, a method without a grid, or budgets that differ between methods."""
+    methods = list(dict.fromkeys(methods))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"methods must be some of {list(METHODS)}; got {list(methods)}")
+    if grid is None or isinstance(grid, Grid):
+        g = grid or Grid()
+        grids = {m: g for m in methods}
+    else:
+        missing = [m for m in methods if m not in grid]
+        if missing:
+            raise ConfigError(f"no grid for method(s) {missing}")
+        grids = {m: grid[m] for m in methods}
+    budgets = {m: g.budget for m, g in grids.items()}
+    if len(set(budgets.values())) > 1:
+        raise ConfigError(f"every method must get the same tuning budget (grid points × epochs); got {budgets}")
+    return grids
+
+
+def choose(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The best grid point: highest validation accuracy, then lowest validation loss, then the
+    cheapest (fewer epochs, lower rank, lower learning rate)."""
+    if not rows:
+        raise ConfigError("no grid point to choose from")
+    return min(rows, key=lambda r: (-r["val_accuracy"], r["val_loss"], r["epochs"], r["rank"], r["lr"]))
+
+
+def apply(config: S3TConfig, point: Point | Mapping[str, Any]) -> S3TConfig:
+    """``config`` with a point's (or a chosen row's) lr, epochs, LoRA rank and alpha."""
+    if not isinstance(point, Point):
+        point = Point(float(point["lr"]), int(point["rank"]), float(point["alpha"]), int(point["epochs"]))
+    return with_settings(config, point.settings())
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """sha256 of the sorted ids, one per line: which records were used, without listing them."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def shard_slices(train, config: S3TConfig, shard: int = 0, exclude: Iterable[str] = ()) -> dict[int, tuple[str, ...]]:
+    """Slice -> record ids of ``shard``, placed as a fit places ``train`` (:func:`s3t.plan.place` on
+    all of it, the plan's seed and placement), then without the ``exclude``d records."""
+    from .data import to_records
+    from .plan import place
+
+    train = to_records(train)
+    plan = config.plan
+    if not isinstance(shard, int) or isinstance(shard, bool) or not 0 <= shard < plan.shards:
+        raise ConfigError(f"shard must be in 0..{plan.shards - 1}; got {shard!r}")
+    gone = set(exclude)
+    pairs = place(list(train.ids), list(train.subjects), plan.shards, plan.slices, plan.seed, plan.placement).pairs
+    out: dict[int, list[str]] = {j: [] for j in range(plan.slices)}
+    for rid, (s, j) in zip(train.ids, pairs):
+        if s == shard and rid not in gone:
+            out[j].append(rid)
+    return {j: tuple(v) for j, v in out.items()}
+
+
+def tune(train, validation, base: S3TConfig | None = None, *, grid: Grid | Mapping[str, Grid] | None = None,
+         methods: Sequence[str] = METHODS, shard: int = 0, exclude: Iterable[str] = (), backbone=None,
+         say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Pick lr × LoRA rank × epochs per method on ``validation``, training on one shard of ``train``.
+
+    Parameters
+    ----------
+    train, validation
+        Training and validation data (anything :func:`s3t.data.to_records` takes). No test data.
+    base
+        The settings every grid point starts from (plan, model, batch size, threads, ...); the grid
+        replaces ``train.lr``, ``train.epochs``, ``train.lora.rank`` and ``train.lora.alpha``.
+    grid
+        One :class:`Grid` for every method, or one per method (same :attr:`Grid.budget`).
+    methods
+        Some of ``"s3t"``, ``"sisa"``, ``"full"``.
+    shard
+        The shard whose records every point trains on.
+    exclude
+        Record ids never to read (forgotten records): removed from the shard and the validation set.
+    backbone
+        A loaded :class:`~s3t.train.backbone.Backbone` to share (else ``base.train.model`` is loaded).
+
+    Returns
+    -------
+    dict
+        ``methods[m]``: ``points`` (each with val_accuracy, val_loss, cpu_seconds, seconds), ``chosen``,
+        ``cpu_seconds``; ``data``: sizes and id digests of what was read; ``s3t_config`` when S3T was tuned.
+    """
+    import numpy as np
+
+    from .data import to_records
+    from .train.backbone import load_backbone, set_determinism
+
+    say = say or (lambda msg: None)
+    base = base or S3TConfig()
+    if getattr(base.train, "task", "classification") != "classification":
+        raise ConfigError("s3t tune chooses settings for classification (train.task 'classification')")
+    grids = grids_for(methods, grid)
+    gone = set(exclude)
+    train = to_records(train)
+    validation = to_records(validation, label_names=train.label_names, id_prefix="val-")
+    keep_val = np.array([i not in gone for i in validation.ids], dtype=bool)
+    validation = validation.subset(keep_val)
+    if len(validation) == 0:
+        raise ConfigError("tuning needs validation records (none left)")
+    slices = shard_slices(train, base, shard, gone)
+    if any(not v for v in slices.values()):
+        raise ConfigError(f"shard {shard} has an empty slice: too few training records for m={base.plan.shards}, "
+                          f"L={base.plan.slices}")
+    # the shard's rows: nothing else of ``train`` goes further
+    where = {rid: i for i, rid in enumerate(train.ids)}
+    shard_ids = [rid for j in sorted(slices) for rid in slices[j]]
+    shard_train = train.subset([where[rid] for rid in shard_ids])
+    backbone = backbone if backbone is not None else load_backbone(base.train.model)
+    set_determinism(base.train.threads)
+    t_cpu, t_wall = time.process_time(), time.perf_counter()
+    out: dict[str, Any] = {
+        "shard": shard, "methods": {}, "budget_epochs": next(iter(grids.values())).budget,
+        "base_config": base.to_dict(),
+        "data": {"shard_records": len(shard_train), "slice_sizes": [len(slices[j]) for j in sorted(slices)],
+                 "train_ids_sha256": ids_digest(shard_train.ids), "validation_records": len(validation),
+                 "validation_ids_sha256": ids_digest(validation.ids), "excluded": len(gone),
+                 "label_names": list(train.label_names)},
+    }
+    for method in grids:
+        rows = []
+        for point in grids[method].points():
+            conf = apply(base, point)
+            row = {**point.to_dict(), **_train_point(method, backbone, conf, shard_train, slices, validation, shard)}
+            rows.append(row)
+            say(f"  {method} lr={point.lr:g} r={point.rank} epochs={point.epochs}: validation accuracy "
+                f"{row['val_accuracy']:.3f} (loss {row['val_loss']:.3f}), {row['cpu_seconds']:.1f}s CPU")
+        best = choose(rows)
+        chosen = {k: best[k] for k in ("lr", "rank", "alpha", "epochs", "val_accuracy", "val_loss")}
+        out["methods"][method] = {"grid": grids[method].to_dict(), "points": rows, "chosen": chosen,
+                                  "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
+                                  "seconds": float(sum(r["seconds"] for r in rows))}
+        say(f"{method}: chose lr={chosen['lr']:g} r={chosen['rank']} epochs={chosen['epochs']} (validation accuracy "
+            f"{chosen['val_accuracy']:.3f})")
+    out["cpu_seconds"] = time.process_time() - t_cpu
+    out["seconds"] = time.perf_counter() - t_wall
+    if "s3t" in out["methods"]:
+        out["s3t_config"] = apply(base, out["methods"]["s3t"]["chosen"]).to_dict()
+    return out
+
+
+def _train_point(method: str, backbone, conf: S3TConfig, train, slices: dict[int, tuple[str, ...]], validation,
+                 shard: int) -> dict[str, float]:
+    """Train ``method`` with ``conf`` on the shard's slices; score the model it would serve on ``validation``."""
+    import torch
+
+    from .baselines.runner import AllLayerRunner
+    from .plan import cyclic
+    from .train.batches import tokenize
+    from .train.stage import Examples, logits
+    from .train.trainer import SliceData, StageRunner, trie
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    n_labels, L = len(train.label_names), conf.plan.slices
+    if method == "s3t":  # one sequence: the first cyclic order, layer group by layer group
+        runner = StageRunner(backbone, conf, n_labels)
+        data = {j: SliceData(j, slices[j]) for j in slices}
+        prefixes = trie(cyclic(L, 1))
+    elif method == "sisa":  # the shard's L stages, every layer each time
+        runner = AllLayerRunner(backbone, conf, n_labels, stages=L)
+        data = {j: SliceData(j, slices[j]) for j in slices}
+        prefixes = [tuple(range(k)) for k in range(1, L + 1)]
+    else:  # one all-layer model on the shard's records
+        runner = AllLayerRunner(backbone, conf, n_labels, stages=1)
+        data = {0: SliceData(0, tuple(r for j in sorted(slices) for r in slices[j]))}
+        prefixes = [(0,)]
+    runner.add_records(train.ids, train.texts, train.labels)
+    final: dict[str, Any] = {}
+
+    def keep(spec, result, lineage) -> None:
+        if spec.stage == max(len(p) for p in prefixes):
+            final["model"] = result.model
+
+    runner.train_prefixes(shard, prefixes, data, keep)
+    model = final["model"].eval()
+    pad = int(backbone.tokenizer.pad_token_id or 0)
+    ex = Examples(list(validation.labels), tokens=tokenize(backbone.tokenizer, list(validation.texts),
+                                                           conf.train.max_length), pad_id=pad)
+    out = logits(model, 0, ex, batch_size=conf.serve.batch_size)
+    y = torch.tensor(list(validation.labels), dtype=torch.long)
+    acc = float((out.argmax(-1) == y).float().mean())
+    loss = float(torch.nn.functional.cross_entropy(out, y))
+    del runner, final, model
+    return {"val_accuracy": acc, "val_loss": loss, "cpu_seconds": time.process_time() - cpu0,
+            "seconds": time.perf_counter() - wall0}
+
+
+def chosen_settings(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per method, the chosen ``lr``, ``rank``, ``alpha`` and ``epochs`` of a :func:`tune` result."""
+    return {m: {k: r["chosen"][k] for k in ("lr", "rank", "alpha", "epochs")} for m, r in result["methods"].items()}
