@@ -32,6 +32,7 @@ app.add_typer(certificate_app, name="certificate")
 from .cli_config import app as config_app, config_options  # noqa: E402  (every config field as an option)
 
 app.add_typer(config_app, name="config")
+from .cli_tune import register as _register_tune; _register_tune(app)  # noqa: E402,E702  (s3t tune)
 
 
 def _progress():
@@ -279,6 +280,8 @@ def verify(
     def render(d):
         for m in d["mismatches"]:
             out.print(f"[red]MISMATCH[/] {m}", soft_wrap=True)
+        for m in d.get("incomparable", []):
+            out.print(f"[yellow]NOT COMPARED[/] {m}", soft_wrap=True)
         verdict = "[green]verified[/]" if d["ok"] else "[red]NOT verified[/]"
         out.print(f"{verdict}: {d['compared']} checkpoint(s) of shard(s) {d['shards']} compared with training from scratch "
                   f"({d['seconds']:.1f}s)")

@@ -51,7 +51,7 @@ def test_every_part_and_the_machine_are_recorded(bench):
 
 def test_plots_are_written(bench):
     r, out = bench
-    assert len(r["plots"]) == 6 and "p8_deletion_traffic.png" in r["plots"]
+    assert len(r["plots"]) == 7 and {"p8_deletion_traffic.png", "p3_accuracy.png"} <= set(r["plots"])
     for name in r["plots"]:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
@@ -96,6 +96,13 @@ def test_p3_p4_accuracy(bench):
     r = bench[0]
     p3, p4 = r["P3"], r["P4"]
     assert all(0 <= p3[k] <= 1 for k in ("s3t_B3", "s3t_B1", "sisa", "full"))
+    assert set(p3["datasets"]) == {"movie_reviews", "trec"}, "P3 reports a second, 6-class dataset"
+    assert {k: p3["datasets"]["movie_reviews"][k] for k in ("s3t_B3", "sisa", "full")} == {
+        k: p3[k] for k in ("s3t_B3", "sisa", "full")}
+    trec = p3["datasets"]["trec"]
+    assert trec["n_classes"] == 6 and trec["n_test"] == 60 and all(0 <= trec[k] <= 1 for k in ("s3t_B3", "s3t_B1", "sisa", "full"))
+    assert not p3["tuned"] and all(st["source"] == "default" for st in trec["settings"].values())
+    assert [row["metric"].split(":")[0] for row in r["summary"] if row["part"] == "P3"] == ["movie_reviews", "trec"]
     pts = p4["points"]
     assert pts[0]["deletions"] == 0 and pts[-1]["deletions"] == round(0.5 * deletion_rate(2, 3, 3)) == p4["max_deletions"]
     assert pts[0]["s3t"] == pytest.approx(p3["s3t_B3"]), "no deletion yet: the served ensemble is the fitted one"

@@ -2,7 +2,9 @@
 
 Every method in one run uses the same model, data, LoRA settings, epochs, batch size and
 thread count, and runs in this one process one after the other, so the ratios the bench
-reports compare like with like on a shared, noisy machine.
+reports compare like with like on a shared, noisy machine. ``tuned`` (from ``s3t tune
+--bench``) gives each method its own lr, LoRA rank/alpha and epochs, chosen on the
+validation split with the same grid budget for every method.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class BenchConfig:
     validation: bool = False                               # score each S3T checkpoint (serving tie-breaks)
     val_limit: int = 50                                    # validation records scoring each S3T checkpoint
     seed: int = 0
+    p3_datasets: tuple[str, ...] = ("movie_reviews", "trec")  # P3: test accuracy on each (the main dataset's fits: P3 too)
+    tuned: dict[str, Any] | None = None                    # per dataset, per method lr/rank/alpha/epochs (s3t tune)
     deletions: int = 200                                   # P1: single-record forgets measured
     accuracy_points: int = 4                               # P4: points from 0 to 50% of the deletion rate
     accuracy_streams: int = 3                              # P4: independent deletion streams averaged

@@ -1,6 +1,7 @@
 """``run_bench``: every part of the benchmark in one process, results.json + PNGs + summary.md.
 
-Order: P2 (pure simulation) → fits (S3T B=L and B=1, SISA, full) → P3 → P5 → P7 →
+Order: P2 (pure simulation) → fits (S3T B=L and B=1, SISA, full) → P3 (and the same four fits
+with P3 on every other dataset of ``p3_datasets``) → P5 → P7 →
 P1 (forget latency on workspace copies) → P4 (accuracy under deletions) → P6 (predict
 speed, incl. the short prefixes P4 left behind) → one real SISA forget as a check of the
 latency estimate. Workspaces, fitted baselines and each finished part are kept in
@@ -10,10 +11,12 @@ continues where it stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,24 +65,33 @@ def fsync_latency(directory: Path, n: int = 30) -> dict[str, float]:
 
 
 def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None] | None = None,
-              restart: bool = False, keep_work: bool = False, only: str | None = None, **overrides: Any) -> dict[str, Any]:
+              restart: bool = False, keep_work: bool = False, only: str | None = None,
+              tuned: str | Path | dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """Run the benchmark (``quick`` preset or full) and write its results into ``out_dir``.
 
     ``overrides`` replace :class:`BenchConfig` fields (e.g. ``model=`` a local tiny encoder
     and ``limit=`` for tests). Finished parts and fits are kept in ``out_dir/work`` while the
     run lasts, so running the same call again after an interruption continues it
     (``restart=True`` discards them instead; ``keep_work=True`` keeps them at the end).
-    ``only="P8"`` runs the deletion-traffic part alone (its own fits). Returns the results dict
-    also written to ``results.json``.
+    ``only="P8"`` runs the deletion-traffic part alone (its own fits), ``only="P3"`` the fits and
+    test accuracy of every dataset in ``p3_datasets``. ``tuned``: a ``s3t tune --bench`` result (its
+    JSON file or dict): each method trains with its chosen settings, on datasets it was tuned for
+    (checked to be this run's split). Returns the results dict also written to ``results.json``.
     """
     from ..data import load_builtin
     from ..train.backbone import load_backbone, set_determinism
     from .serve_parts import close_copy, p1_forget, p4_accuracy, p6_throughput, replay_stream, sisa_real_forget
     from .traffic import p8_traffic
-    from .train_parts import Context, p3_accuracy, p5_cost, p7_growth, train_all
+    from .train_parts import Context, p3_all, p5_cost, p7_growth, train_all
 
     say = say or (lambda msg: print(msg, flush=True))
+    if tuned is not None:
+        from .tuned import bench_tuned
+
+        overrides["tuned"] = bench_tuned(json.loads(Path(tuned).read_text()) if isinstance(tuned, (str, Path)) else tuned)
     cfg = BenchConfig.quick(**overrides) if quick else BenchConfig.full(**overrides)
+    if only == "P3" and cfg.dataset not in cfg.p3_datasets:  # P3 alone: the first of its datasets is the main one
+        cfg = replace(cfg, dataset=cfg.p3_datasets[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(out, cfg.to_dict(), restart=restart, say=say)
@@ -89,10 +101,12 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     say(f"s3t bench ({cfg.mode}): model {cfg.model}, m={cfg.shards} L={cfg.slices}, {cfg.epochs} epoch(s), "
         f"{cfg.threads} thread(s)")
     timings: dict[str, float] = {}
-    if only not in (None, "P8"):
-        raise ValueError(f"only must be None or 'P8'; got {only!r}")
+    if only not in (None, "P3", "P8"):
+        raise ValueError(f"only must be None, 'P3' or 'P8'; got {only!r}")
     if only == "P8":
         return _p8_only(cfg, out, state, results, say, t0, cpu0, keep_work)
+    if only == "P3":
+        return _p3_only(cfg, out, state, results, say, t0, cpu0, keep_work)
     say("P2: deletion-rate simulations ...")
     results["P2"] = state.part("P2", p2_deletion_rate, cfg, timings=timings)
     backbone = load_backbone(cfg.model)
@@ -112,7 +126,7 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
                 for k, v in ctx.fits.items() if isinstance(v, dict) and k != "sisa_test_logits"}
         timings["fits"] = sum(v["seconds"] for v in fits.values())
         say("P3: test accuracy ...")
-        results["P3"] = state.part("P3", p3_accuracy, ctx, timings=timings)
+        results["P3"] = p3_all(ctx, timings)
         results["P5"] = state.part("P5", p5_cost, ctx, timings=timings)
         results["P7"] = state.part("P7", p7_growth, ctx, timings=timings)
         say(f"P1: {cfg.deletions} single-record forgets on workspace copies ...")
@@ -172,6 +186,35 @@ def _p8_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
     ctx = Context(cfg, backbone, splits, state.root, 0.0, 0.0, say, state=state)
     results["P8"] = state.part("P8", p8_traffic, ctx)
     return _write(results, out, state, say, t0, cpu0, keep_work, "P8")
+
+
+def _p3_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, Any], say, t0: float, cpu0: float,
+             keep_work: bool) -> dict[str, Any]:
+    """``s3t bench --only P3``: the four fits and their test accuracy on every dataset of ``p3_datasets``."""
+    from ..data import load_builtin
+    from ..train.backbone import load_backbone
+    from .train_parts import Context, p3_all, train_all
+
+    backbone = load_backbone(cfg.model)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    load_backbone(cfg.model)  # a warm load: what S3T.fit spends loading its own copy
+    warm, warm_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
+    results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "validation": len(splits.validation),
+                       "test": len(splits.test), "warm_backbone_load_seconds": warm}
+    timings: dict[str, float] = {}
+    results["timings"] = timings
+    ctx = Context(cfg, backbone, splits, state.root, warm, warm_cpu, say, state=state)
+    train_all(ctx)
+    try:
+        say("P3: test accuracy ...")
+        results["P3"] = p3_all(ctx, timings)
+        results["fits"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("est", "model")}
+                           for k, v in ctx.fits.items() if isinstance(v, dict) and k != "sisa_test_logits"}
+    finally:
+        for b in (cfg.slices, 1):
+            ctx.fits[f"s3t_B{b}"]["est"].ws_.ledger.close()
+    return _write(results, out, state, say, t0, cpu0, keep_work, "P3")
 
 
 def _cpu_seconds() -> float:

@@ -2,7 +2,12 @@
 
 S3T is trained through its public estimator (``S3T.fit``), SISA and the full fine-tune
 through :mod:`s3t.baselines`; all share the model, data, LoRA settings, epochs, batch
-size and pinned thread count, and run one after another in this process.
+size and pinned thread count, and run one after another in this process. With settings
+chosen by ``s3t tune`` (``BenchConfig.tuned``, see :mod:`s3t.bench.tuned`), each method's fits
+use its own chosen lr, LoRA rank/alpha and epochs instead; everything else stays shared.
+
+P3 measures test accuracy before any deletion on every dataset of ``BenchConfig.p3_datasets``:
+the main dataset's fits (which the later parts use too), and four more fits per other dataset.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Context:
     say: Callable[[str], None] = print
     state: RunState | None = None  # finished pieces kept for a re-run (None: keep nothing)
     fits: dict[str, Any] = field(default_factory=dict)
+    tag: str = ""  # prefix of the fits' names and kept pieces (another dataset's P3 fits: "trec-")
 
     def part(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args) if self.state is None else self.state.part(name, fn, *args)
@@ -72,12 +78,24 @@ class Ticker:
                      f"{time.perf_counter() - self.start:.0f}s)")
 
 
-def s3t_config(cfg: BenchConfig, budget: int, cache: bool = True) -> S3TConfig:
+def s3t_config(cfg: BenchConfig, budget: int, cache: bool = True, settings: dict[str, Any] | None = None) -> S3TConfig:
+    """The config of a bench fit; ``settings`` (``lr``, ``rank``, ``alpha``, ``epochs``, e.g. chosen by
+    ``s3t tune``) replace the bench's shared ones."""
+    st = {"lr": cfg.lr, "rank": cfg.rank, "alpha": cfg.alpha, "epochs": cfg.epochs, **(settings or {})}
     return S3TConfig(
         plan=PlanConfig(shards=cfg.shards, slices=cfg.slices, budget=budget, selection="cyclic", seed=cfg.seed),
-        train=TrainConfig(model=cfg.model, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, threads=cfg.threads,
-                          workers=1, cache=cache, val_limit=cfg.val_limit, lora=LoraSettings(rank=cfg.rank, alpha=cfg.alpha)),
+        train=TrainConfig(model=cfg.model, epochs=int(st["epochs"]), lr=float(st["lr"]), batch_size=cfg.batch_size,
+                          threads=cfg.threads, workers=1, cache=cache, val_limit=cfg.val_limit,
+                          lora=LoraSettings(rank=int(st["rank"]), alpha=st["alpha"])),
     )
+
+
+def method_config(cfg: BenchConfig, method: str, budget: int, cache: bool = True) -> S3TConfig:
+    """The config ``method`` ("s3t", "sisa", "full") trains with on ``cfg.dataset``: its tuned settings
+    when the run has them for this dataset, else the bench's shared ones."""
+    from .tuned import method_settings
+
+    return s3t_config(cfg, budget, cache, settings=method_settings(cfg, method))
 
 
 def fit_s3t(ctx: Context, budget: int, train, name: str) -> dict:
@@ -114,15 +132,15 @@ def fit_s3t(ctx: Context, budget: int, train, name: str) -> dict:
     else:
         validation = ctx.splits.validation if ctx.cfg.validation else None
         clock = Clock()
-        est = S3T(s3t_config(ctx.cfg, budget), workspace=path).fit(train, validation=validation,
-                                                                   progress=Ticker(ctx.say, name))
+        est = S3T(method_config(ctx.cfg, "s3t", budget), workspace=path).fit(train, validation=validation,
+                                                                             progress=Ticker(ctx.say, name))
         wall, cpu = clock.wall(), clock.cpu()
         cps = est.ws_.ledger.checkpoints()
         meta = {"budget": budget, "n_train": len(train), "wall": wall,
                 "seconds": max(1e-9, wall - ctx.warm_load_seconds), "cpu_seconds": max(1e-9, cpu - ctx.warm_load_cpu),
                 "validation_seconds": est.train_timings_["validation_seconds"], "resumed": False}
     meta.update(checkpoints=len(cps), stage_sum=float(sum(c.seconds for c in cps)),
-                examples=int(sum(c.n_examples for c in cps)) * ctx.cfg.epochs)
+                examples=int(sum(c.n_examples for c in cps)) * est.config.train.epochs)
     if ctx.state is not None:
         meta = ctx.state.save(key, meta)
     return {**meta, "est": est}
@@ -138,14 +156,14 @@ def _load(path: Path, ctx: Context):
 
 def _baseline(ctx: Context, name: str, cls, train) -> dict:
     """Fit a baseline (``SISA`` or ``FullRetrain``) on ``train``, or restore it from the run state."""
-    base = s3t_config(ctx.cfg, 1)
+    base = method_config(ctx.cfg, cls.name, 1)
     path = None if ctx.state is None else ctx.state.file(f"{name}.pt")
     if path is not None and path.exists() and ctx.state.has(f"fit-{name}"):
         ctx.say(f"  {name}: fitted in the interrupted run, restored")
         return {**ctx.state.load(f"fit-{name}"), "model": cls.restore(base, train, path, backbone=ctx.backbone)}
     clock = Clock()
     model = cls(base, backbone=ctx.backbone).fit(train)
-    stages = model.stage_seconds_ if name == "sisa" else {0: [model.seconds_]}
+    stages = model.stage_seconds_ if cls.name == "sisa" else {0: [model.seconds_]}
     meta = {"seconds": clock.wall(), "cpu_seconds": clock.cpu(), "stage_sum": float(sum(sum(v) for v in stages.values()))}
     if path is not None:
         model.save(path)
@@ -155,30 +173,79 @@ def _baseline(ctx: Context, name: str, cls, train) -> dict:
 
 
 def train_all(ctx: Context) -> None:
-    """S3T with B=L and B=1, SISA and the full fine-tune on the same training set."""
+    """S3T with B=L and B=1, SISA and the full fine-tune on the same training set (each with its
+    tuned settings when the run has them: checked first to come from this very split)."""
     from ..baselines import SISA, FullRetrain
+    from .tuned import check_tuned
 
-    cfg, train = ctx.cfg, ctx.splits.train
+    cfg, train, tag = ctx.cfg, ctx.splits.train, ctx.tag
+    check_tuned(cfg, ctx.splits)
     for b in (cfg.slices, 1):
-        ctx.say(f"training S3T m={cfg.shards} L={cfg.slices} B={b} on {len(train)} records ...")
-        ctx.fits[f"s3t_B{b}"] = fit_s3t(ctx, b, train, f"s3t-B{b}")
+        ctx.say(f"training S3T m={cfg.shards} L={cfg.slices} B={b} on {len(train)} {cfg.dataset} records ...")
+        ctx.fits[f"s3t_B{b}"] = fit_s3t(ctx, b, train, f"{tag}s3t-B{b}")
         ctx.say(f"  {ctx.fits[f's3t_B{b}']['seconds']:.1f}s ({ctx.fits[f's3t_B{b}']['cpu_seconds']:.1f}s CPU)")
     ctx.say("training SISA (all layers at every stage) ...")
-    ctx.fits["sisa"] = _baseline(ctx, "sisa", SISA, train)
+    ctx.fits["sisa"] = _baseline(ctx, f"{tag}sisa", SISA, train)
     ctx.say("training the full fine-tune (one all-layer model on all data) ...")
-    ctx.fits["full"] = _baseline(ctx, "full", FullRetrain, train)
+    ctx.fits["full"] = _baseline(ctx, f"{tag}full", FullRetrain, train)
     ctx.fits["sisa_test_logits"] = {}  # per SISA checkpoint, filled when first needed (P3, P4)
 
 
 def p3_accuracy(ctx: Context) -> dict:
-    """Test accuracy before any deletion."""
-    test = ctx.splits.test
-    out = {f"s3t_B{b}": ctx.fits[f"s3t_B{b}"]["est"].score(test) for b in (ctx.cfg.slices, 1)}
+    """Test accuracy before any deletion, and the settings each method trained with."""
+    from .tuned import method_settings
+
+    cfg, test = ctx.cfg, ctx.splits.test
+    out = {f"s3t_B{b}": ctx.fits[f"s3t_B{b}"]["est"].score(test) for b in (cfg.slices, 1)}
     out["sisa"] = sisa_accuracy(ctx, ctx.fits["sisa"]["model"].served_stages([]))
     out["full"] = ctx.fits["full"]["model"].score(test)
     out["n_test"] = len(test)
-    out["epochs"] = ctx.cfg.epochs
+    out["n_train"] = len(ctx.splits.train)
+    out["n_classes"] = ctx.n_labels
+    out["dataset"] = cfg.dataset
+    out["epochs"] = cfg.epochs
+    settings = {}
+    for method in ("s3t", "sisa", "full"):
+        tuned = method_settings(cfg, method)
+        settings[method] = {**{k: getattr(cfg, k) for k in ("lr", "rank", "alpha", "epochs")}, **(tuned or {}),
+                            "source": "tuned" if tuned else "default"}
+    out["settings"] = settings
+    out["tuned"] = any(v["source"] == "tuned" for v in settings.values())
+    out["fit_cpu_seconds"] = {k: ctx.fits[k]["cpu_seconds"] for k in (f"s3t_B{cfg.slices}", "s3t_B1", "sisa", "full")}
     return out
+
+
+def p3_dataset(ctx: Context, name: str) -> dict:
+    """P3 on another dataset ``name``: its own split (the run's limit, fractions and seed) and four fits,
+    kept under the tag ``name-`` (their ledgers are closed and the models dropped afterwards)."""
+    from dataclasses import replace
+
+    from ..data import load_builtin
+
+    cfg = replace(ctx.cfg, dataset=name)
+    splits = load_builtin(name, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
+    sub = Context(cfg, ctx.backbone, splits, ctx.tmp, ctx.warm_load_seconds, ctx.warm_load_cpu, ctx.say,
+                  state=ctx.state, tag=f"{name}-")
+    train_all(sub)
+    try:
+        out = p3_accuracy(sub)
+    finally:
+        for b in (cfg.slices, 1):
+            sub.fits[f"s3t_B{b}"]["est"].ws_.ledger.close()
+    return out
+
+
+def p3_all(ctx: Context, timings: dict[str, float] | None = None) -> dict:
+    """P3 of the main dataset (``ctx``'s fits, already trained) at the top level, as before, and every
+    dataset of ``p3_datasets`` (the main one included) under ``datasets``."""
+    keep = ctx.state.part if ctx.state is not None else (lambda name, fn, *a, timings=None: fn(*a))
+    p3 = keep("P3", p3_accuracy, ctx, timings=timings)
+    p3["datasets"] = {ctx.cfg.dataset: {k: v for k, v in p3.items() if k != "datasets"}}
+    for name in ctx.cfg.p3_datasets:
+        if name != ctx.cfg.dataset:
+            ctx.say(f"P3 on {name} ...")
+            p3["datasets"][name] = keep(f"P3_{name}", p3_dataset, ctx, name, timings=timings)
+    return p3
 
 
 def sisa_accuracy(ctx: Context, stages: dict[int, int]) -> float | None:
