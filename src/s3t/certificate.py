@@ -130,6 +130,7 @@ def save_verification(workspace: str | Path, report: dict[str, Any]) -> None:
     d = Path(workspace) / VERIFICATIONS
     d.mkdir(exist_ok=True)
     summary = {"ok": report["ok"], "compared": report["compared"], "mismatches": len(report["mismatches"]),
+               "incomparable": len(report.get("incomparable", [])),
                "shards": report["shards"], "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_bytes(d / f"{report['request_id']}.json", canonical_bytes(summary))
 
@@ -218,7 +219,9 @@ def _consistency(cert: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"the history audit at issue time found {cert['history_audit']['violations']} violation(s)")
     v = cert.get("verify")
     if v is not None and not v["ok"]:
-        problems.append(f"verify found {v['mismatches']} checkpoint(s) differing from training from scratch")
+        problems.append(f"verify found {v['mismatches']} checkpoint(s) differing from training from scratch"
+                        + (f" and could not compare {v['incomparable']} made on another kind of machine"
+                           if v.get("incomparable") else ""))
 
 
 def render_html(cert: dict[str, Any]) -> str:

@@ -280,6 +280,8 @@ def verify(
     def render(d):
         for m in d["mismatches"]:
             out.print(f"[red]MISMATCH[/] {m}", soft_wrap=True)
+        for m in d.get("incomparable", []):
+            out.print(f"[yellow]NOT COMPARED[/] {m}", soft_wrap=True)
         verdict = "[green]verified[/]" if d["ok"] else "[red]NOT verified[/]"
         out.print(f"{verdict}: {d['compared']} checkpoint(s) of shard(s) {d['shards']} compared with training from scratch "
                   f"({d['seconds']:.1f}s)")

@@ -118,6 +118,11 @@ class TrainConfig:
         "bits": False})
     ray_address: str | None = field(default=None, metadata={
         "help": "Ray cluster address for executor 'ray' ('auto', 'ray://host:10001'); None = local Ray.", "bits": False})
+    device: str = field(default="auto", metadata={
+        "help": "Where stages train: 'auto' (a CUDA GPU if torch sees one, else the CPU), 'cpu', 'cuda' or 'cuda:N'. "
+                "Deterministic on either; the device, its model and the torch/CUDA versions are recorded with every "
+                "checkpoint (not in the settings digest), and verify compares bits only with a like machine.",
+        "bits": False})
     val_limit: int = field(
         default=300, metadata={"help": "Validation records scoring each checkpoint (tie-breaks, status); 0 = all."}
     )
@@ -138,6 +143,9 @@ class TrainConfig:
         _check(_is_int(self.threads) and self.threads >= 1, "train.threads", "an integer >= 1", self.threads)
         _check(self.executor in ("local", "ray"), "train.executor", "'local' or 'ray'", self.executor)
         _check(_is_int(self.val_limit) and self.val_limit >= 0, "train.val_limit", "an integer >= 0", self.val_limit)
+        from .train.device import check_device_setting
+
+        check_device_setting(self.device, "train.device")
         _check(_is_int(self.workers) and self.workers >= 0, "train.workers", "an integer >= 0 (0 = one per core)", self.workers)
 
 
@@ -151,6 +159,9 @@ class ServeConfig:
 
     aggregate: str = field(default="logits", metadata={"help": "'logits' (mean of logits) or 'probs' (mean of softmax)."})
     batch_size: int = field(default=64, metadata={"help": "Texts per inference batch."})
+    device: str = field(default="auto", metadata={
+        "help": "Where the served ensemble runs: 'auto' (a CUDA GPU if torch sees one, else the CPU), 'cpu', 'cuda' "
+                "or 'cuda:N'."})
     standby: bool = field(default=True, metadata={
         "help": "Pre-build, in a background thread, the members a next deletion could switch to, so a forget "
                 "that swaps a served member does not build it on the request path."})
@@ -177,6 +188,9 @@ class ServeConfig:
         _check(self.aggregate in ("logits", "probs"), "serve.aggregate", "'logits' or 'probs'", self.aggregate)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
         _check(isinstance(self.standby, bool), "serve.standby", "true or false", self.standby)
+        from .train.device import check_device_setting
+
+        check_device_setting(self.device, "serve.device")
 
 
 _SECTIONS = {"plan": PlanConfig, "train": TrainConfig, "serve": ServeConfig}

@@ -86,9 +86,12 @@ class S3T(GenerativeMixin):
         if getattr(self, "_ensemble", None) is None:
             from .serve.ensemble import Ensemble
             from .train.backbone import load_backbone, set_determinism
+            from .train.device import resolve_device
 
             set_determinism(self.config.train.threads)
-            self._backbone = getattr(self, "_backbone", None) or load_backbone(self.config.train.model, self.config.train.task)
+            device = resolve_device(self.config.serve.device)
+            if getattr(self, "_backbone", None) is None or self._backbone.device != device:
+                self._backbone = load_backbone(self.config.train.model, self.config.train.task, device)
             self._ensemble = Ensemble(self._backbone, self.config, len(self.classes_))
             if self.config.serve.standby:
                 from .serve.standby import Standby
@@ -165,7 +168,7 @@ class S3T(GenerativeMixin):
         from .train.backbone import load_backbone
         from .train.layers import layer_groups
 
-        backbone = load_backbone(config.train.model, config.train.task)
+        backbone = load_backbone(config.train.model, config.train.task, config.train.device)
         layer_groups(backbone.n_layers, plan.slices)  # validate before writing anything
         ws = Workspace(self.workspace, db_url=self.db, create=True)
         if ws.ledger.initialised:
@@ -216,7 +219,7 @@ class S3T(GenerativeMixin):
     def _load_backbone(self):
         from .train.backbone import load_backbone
 
-        self._backbone = load_backbone(self.config.train.model, self.config.train.task)
+        self._backbone = load_backbone(self.config.train.model, self.config.train.task, self.config.train.device)
         return self._backbone
 
     def _jobs(self, prefixes: Sequence[tuple[int, ...]] | Mapping[int, Sequence[tuple[int, ...]]], shards,

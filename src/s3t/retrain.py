@@ -202,10 +202,11 @@ class VerifyReport:
     compared: int = 0
     mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    incomparable: list[str] = field(default_factory=list)  # checkpoints made on another kind of machine
 
     @property
     def ok(self) -> bool:
-        return self.compared > 0 and not self.mismatches
+        return self.compared > 0 and not self.mismatches and not self.incomparable
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": self.ok}
@@ -219,6 +220,7 @@ def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
 
     from .store.checkpoints import load_checkpoint, state_digest
     from .estimator import scoring_subset
+    from .train.device import incomparable
     from .store.schema import Deletion, Record
     from .train.jobs import ShardJob, run_jobs
     from .train.trainer import SliceData, trie
@@ -260,12 +262,18 @@ def verify(model: "S3T", request_id: str, progress=None) -> VerifyReport:
         for trained in run_jobs(jobs, model.config.train, on_step=None):
             for c in trained:
                 mine = current.get((c.shard, c.prefix))
-                scratch, _ = load_checkpoint(f"{tmp}/{c.staging}")
-                report.compared += 1
+                scratch, here = load_checkpoint(f"{tmp}/{c.staging}")
                 if mine is None or mine.purged:
+                    report.compared += 1
                     report.mismatches.append(f"shard {c.shard} prefix {c.prefix}: no live checkpoint (retrain pending?)")
                     continue
-                served, _ = load_checkpoint(model.ws_.resolve(mine.path), sha256=mine.sha256)
+                served, meta = load_checkpoint(model.ws_.resolve(mine.path), sha256=mine.sha256)
+                why = incomparable(meta, here)  # bits are compared only with bits from a like machine
+                if why:
+                    report.incomparable.append(f"shard {c.shard} prefix {c.prefix}: {mine.id} was trained on another "
+                                               f"kind of machine ({why}); verify it on a like machine")
+                    continue
+                report.compared += 1
                 if state_digest(served) != state_digest(scratch):
                     report.mismatches.append(f"shard {c.shard} prefix {c.prefix}: {mine.id} differs from training from scratch")
     report.seconds = time.perf_counter() - start

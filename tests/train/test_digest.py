@@ -8,11 +8,12 @@ import torch
 from s3t.config import S3TConfig, settings, with_settings
 
 # settings that cannot change a bit of a checkpoint: where and in how many processes jobs run, and serving
-NO_BITS = {"train.executor", "train.workers", "train.ray_address"}
+NO_BITS = {"train.executor", "train.workers", "train.ray_address", "train.device"}  # the device: recorded apart
 OTHER_VALUES = {  # a valid non-default value for the fields that are neither numbers nor booleans
     "plan.selection": "bms", "plan.placement": "record", "plan.priors": (1.0, 2.0, 3.0), "train.model": "/x",
     "train.executor": "ray", "train.ray_address": "auto", "train.lora.targets": ("query",),
     "serve.aggregate": "probs", "serve.restore": "naive", "serve.retrain": "accuracy", "train.task": "causal-lm",
+    "train.device": "cpu", "serve.device": "cpu",
 }
 
 

@@ -33,10 +33,10 @@ class FullRetrain:
         return self
 
     def _prepare(self, train) -> None:
-        from ..data import to_records
+        from ..tasks import task_spec
         from .runner import AllLayerRunner, resolve_backbone
 
-        train = to_records(train)
+        train = task_spec(self.config.train.task).to_records(train)
         self.backbone = resolve_backbone(self.backbone, self.config)
         self.label_names_ = train.label_names
         self.ids_ = list(train.ids)

@@ -65,10 +65,10 @@ class SISA:
 
     def _prepare(self, train, assignment: Sequence[tuple[int, int]] | None) -> None:
         """Everything ``fit`` sets up before training: shards, slices, the runner."""
-        from ..data import to_records
+        from ..tasks import task_spec
         from .runner import AllLayerRunner, resolve_backbone
 
-        train = to_records(train)
+        train = task_spec(self.config.train.task).to_records(train)
         plan = self.config.plan
         if assignment is None:
             assignment = place(list(train.ids), list(train.subjects), plan.shards, plan.slices, plan.seed,

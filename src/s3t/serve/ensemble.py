@@ -115,14 +115,14 @@ class Ensemble:
         pad = int(self.backbone.tokenizer.pad_token_id or 0)
         encoder = self.backbone.model
         for batch in bucket_batches([len(t) for t in tokens], self.config.serve.batch_size):
-            ids, mask = pad_ids([tokens[i] for i in batch], pad)
+            ids, mask = pad_ids([tokens[i] for i in batch], pad, device=self.backbone.device)
             hidden, level = embed(encoder, ids), 0
             at_level = {}
             for target in levels:
                 hidden = run_layers(encoder, hidden, mask, level, target)
                 at_level[target], level = hidden, target
             for s, m in members.items():
-                out[s][batch] = m.model.forward_from(m.level, at_level[m.level], mask)
+                out[s][batch] = m.model.forward_from(m.level, at_level[m.level], mask).cpu()
         return out
 
     def aggregate(self, per_shard: dict[int, torch.Tensor]) -> np.ndarray:

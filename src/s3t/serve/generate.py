@@ -88,6 +88,7 @@ class EnsembleLM:
         self.lm = ensemble.backbone.model
         self.tokenizer = ensemble.backbone.tokenizer
         self.arch = ensemble.backbone.architecture
+        self.device = ensemble.backbone.device
         if self.arch.kind != "decoder":
             raise ConfigError("generation needs a causal-LM model (train.task 'causal-lm')")
 
@@ -100,12 +101,13 @@ class EnsembleLM:
     def _step(self, members, ids: torch.Tensor, start: int, trunk: KVCache | None, caches: dict | None
               ) -> dict[int, torch.Tensor]:
         """Per member, top states of the new positions ``start..start+len(ids)-1`` (one row)."""
+        ids = ids.to(self.device)
         hidden = self.arch.embed(self.lm, ids)
         if start == 0:  # the prompt: the causal mask of a full block (None where the kernel does it itself)
-            ctx = self.arch.context(self.lm, hidden, torch.ones(ids.shape, dtype=torch.long))
+            ctx = self.arch.context(self.lm, hidden, torch.ones(ids.shape, dtype=torch.long, device=self.device))
             mask, positions, rotary = ctx.mask, ctx.positions, ctx.rotary
         else:  # one new position attends to every cached one: no mask
-            positions = torch.arange(start, start + ids.shape[1]).unsqueeze(0)
+            positions = torch.arange(start, start + ids.shape[1], device=self.device).unsqueeze(0)
             mask, rotary = None, self.lm.model.rotary_emb(hidden, positions)
         layers_of = self.arch.layer_list
         stack = layers_of(self.lm)
@@ -153,7 +155,7 @@ class EnsembleLM:
         for _ in range(max_new_tokens):
             states = self._step(members, step_ids, start, trunk, caches)
             start += step_ids.shape[1]
-            logits = {s: member.model.lm_logits(states[s][0, -1]) for s, member in members.items()}
+            logits = {s: member.model.lm_logits(states[s][0, -1]).cpu() for s, member in members.items()}
             if temperature == 0:
                 token = int(self._combine(logits, combine).argmax())
             else:
@@ -184,7 +186,7 @@ class EnsembleLM:
         ids, start = chat_tokens(self.tokenizer, prompt, response, limit)
         states = self._step(members, torch.tensor([ids]), 0, None, None)
         targets = torch.tensor(ids[start:])
-        logits = {s: member.model.lm_logits(states[s][0, start - 1: len(ids) - 1]) for s, member in members.items()}
+        logits = {s: member.model.lm_logits(states[s][0, start - 1: len(ids) - 1]).cpu() for s, member in members.items()}
         per_shard = {s: float(torch.log_softmax(l, -1).gather(1, targets[:, None]).sum()) for s, l in logits.items()}
         mixed = self._combine(logits, combine).gather(1, targets[:, None]).sum()
         return ResponseScore(tokens=len(targets), shards=per_shard, ensemble=float(mixed))

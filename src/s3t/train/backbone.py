@@ -72,6 +72,10 @@ class Backbone:
         return architecture_for(self.model)
 
     @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
     def n_layers(self) -> int:
         return len(self.architecture.layer_list(self.model))
 
@@ -80,9 +84,12 @@ class Backbone:
         return int(self.model.config.hidden_size)
 
 
-def load_backbone(name: str, task: str = "classification") -> Backbone:
+def load_backbone(name: str, task: str = "classification", device: str | torch.device = "cpu") -> Backbone:
     """Load the pretrained model + tokenizer from a built-in name or a local directory, offline:
-    an encoder for ``classification``, a causal LM (with its frozen LM head) for ``causal-lm``."""
+    an encoder for ``classification``, a causal LM (with its frozen LM head) for ``causal-lm``;
+    on ``device`` (a torch device, or a setting such as 'auto': :mod:`s3t.train.device`)."""
+    from .device import resolve_device, set_device_determinism
+
     import warnings
 
     import transformers
@@ -108,6 +115,10 @@ def load_backbone(name: str, task: str = "classification") -> Backbone:
     model = auto.from_pretrained(str(path), local_files_only=True, config=config, dtype=torch.float32,
                                  **arch.load_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    target = resolve_device(device) if isinstance(device, str) else device
+    if target.type != "cpu":
+        set_device_determinism(target)
+        model.to(target)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

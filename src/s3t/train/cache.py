@@ -29,6 +29,7 @@ class TrunkCache:
         self.pad_id = pad_id
         self.batch_size = batch_size
         self._store: dict[Hashable, dict[int, list[torch.Tensor]]] = {}
+        self.device = next(encoder.parameters()).device  # states stay where the model computes
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._store
@@ -47,7 +48,7 @@ class TrunkCache:
         out: dict[int, list[torch.Tensor | None]] = {lvl: [None] * len(tokens) for lvl in self.levels}
         top = max(self.levels)
         for batch in bucket_batches([len(t) for t in tokens], self.batch_size):
-            ids, mask = pad_ids([tokens[i] for i in batch], self.pad_id)
+            ids, mask = pad_ids([tokens[i] for i in batch], self.pad_id, device=self.device)
             hidden = embed(self.encoder, ids)
             level = 0
             for target in self.levels:

@@ -66,10 +66,14 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
     """Train the job's prefixes; write checkpoint files; return their descriptions."""
     from ..store.checkpoints import load_checkpoint, save_checkpoint
     from .backbone import load_backbone
+    from .device import device_identity, resolve_device
     from .trainer import StageRunner
 
     config = S3TConfig.from_dict(job.config)
-    backbone = backbone or load_backbone(config.train.model, config.train.task)
+    device = resolve_device(config.train.device)
+    if backbone is None or backbone.device != device:
+        backbone = load_backbone(config.train.model, config.train.task, device)
+    identity = device_identity(device)  # what computed these bits (verify compares like with like)
     runner = StageRunner(backbone, config, job.n_labels)
     ids = list(job.records)
     runner.add_records(ids, [job.records[i][0] for i in ids], [job.records[i][1] for i in ids])
@@ -89,7 +93,7 @@ def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, b
                 "threads": config.train.threads,
                 # where the job ran (executor, workers, Ray address) and serving settings are left out,
                 # so local and Ray runs of the same plan write byte-identical files
-                "training_config_sha256": config.training_digest()}
+                "training_config_sha256": config.training_digest(), **identity}
         digest = save_checkpoint(root / rel, result.state, meta)
         ids_by_prefix[spec.prefix] = cid
         _fault_injection()

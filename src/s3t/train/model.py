@@ -83,7 +83,9 @@ class AdaptedEncoder(nn.Module):
         self.layers = sorted(layers)
         self.arch = architecture_for(base)
         self.peft = attach_lora(base, lora, self.layers)
-        self.head = nn.Linear(base.config.hidden_size, n_labels) if self.arch.kind == "encoder" else None
+        # created on the CPU (the same initial bits wherever it trains), then moved to the model's device
+        head = nn.Linear(base.config.hidden_size, n_labels) if self.arch.kind == "encoder" else None
+        self.head = head.to(next(base.parameters()).device) if head is not None else None
         self.peft.eval()
 
     @property
@@ -94,6 +96,10 @@ class AdaptedEncoder(nn.Module):
     @property
     def n_layers(self) -> int:
         return len(self.arch.layer_list(self.encoder))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.peft.parameters()).device
 
     @property
     def lowest_adapted(self) -> int:
@@ -119,9 +125,12 @@ class AdaptedEncoder(nn.Module):
         """Adapters of all adapted layers + head, with stable names (no adapter name)."""
         from peft import get_peft_model_state_dict
 
-        out = {ADAPTER_PREFIX + k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(self.peft).items()}
+        def copy(v: torch.Tensor) -> torch.Tensor:  # on the CPU, whatever device trained it
+            return v.detach().to("cpu", copy=True).contiguous()
+
+        out = {ADAPTER_PREFIX + k: copy(v) for k, v in get_peft_model_state_dict(self.peft).items()}
         if self.head is not None:
-            out.update({HEAD_PREFIX + k: v.detach().clone().contiguous() for k, v in self.head.state_dict().items()})
+            out.update({HEAD_PREFIX + k: copy(v) for k, v in self.head.state_dict().items()})
         return out
 
     def load_state(self, state: dict[str, torch.Tensor], strict_layers: bool = True) -> None:

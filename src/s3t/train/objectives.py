@@ -91,8 +91,9 @@ class Classification(Objective):
         return tokenize(tokenizer, list(texts), max_length), [int(y) for y in labels]
 
     def loss(self, model, level, data, batch):
-        targets = torch.tensor([data.labels[i] for i in batch], dtype=torch.long)
-        return nn.functional.cross_entropy(data.forward(model, level, batch), targets)
+        logits = data.forward(model, level, batch)
+        targets = torch.tensor([data.labels[i] for i in batch], dtype=torch.long, device=logits.device)
+        return nn.functional.cross_entropy(logits, targets)
 
     def correct(self, model, level, data, batch_size=64):
         from .stage import outcomes
@@ -122,7 +123,7 @@ class CausalLM(Objective):
 
     def _response_logits(self, model, level, data, batch):
         states, _ = data.states(model, level, batch)
-        rows, cols, targets = response_positions(data, batch)
+        rows, cols, targets = (t.to(states.device) for t in response_positions(data, batch))
         return model.lm_logits(states[rows, cols]), rows, targets
 
     def loss(self, model, level, data, batch):
@@ -134,7 +135,7 @@ class CausalLM(Objective):
         out = [False] * len(data)
         for batch in bucket_batches(data.lengths(), batch_size):
             logits, rows, targets = self._response_logits(model, level, data, batch)
-            hits = (logits.argmax(-1) == targets).to(torch.long)
+            hits, rows = (logits.argmax(-1) == targets).to(torch.long).cpu(), rows.cpu()
             right = torch.zeros(len(batch), dtype=torch.long).index_add_(0, rows, hits)
             total = torch.zeros(len(batch), dtype=torch.long).index_add_(0, rows, torch.ones_like(hits))
             for row, i in enumerate(batch):

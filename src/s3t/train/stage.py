@@ -73,7 +73,7 @@ class Examples:
         if self.hidden is not None:
             h, mask = pad_hidden([self.hidden[i] for i in batch])
             return level, h, mask
-        ids, mask = pad_ids([self.tokens[i] for i in batch], self.pad_id)
+        ids, mask = pad_ids([self.tokens[i] for i in batch], self.pad_id, device=model.device)
         return 0, embed(model.encoder, ids), mask
 
     def forward(self, model: AdaptedEncoder, level: int, batch: Sequence[int]) -> torch.Tensor:
@@ -165,7 +165,7 @@ def train_stage(
 def logits(model: AdaptedEncoder, level: int, data: Examples, batch_size: int = 64) -> torch.Tensor:
     out = torch.empty((len(data), model.head.out_features))
     for batch in bucket_batches(data.lengths(), batch_size):
-        out[batch] = data.forward(model, level, batch)
+        out[batch] = data.forward(model, level, batch).cpu()
     return out
 
 

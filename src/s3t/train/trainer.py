@@ -14,6 +14,7 @@ import torch
 
 from ..config import S3TConfig
 from .backbone import Backbone, set_determinism
+from .device import set_device_determinism
 from .objectives import objective_for
 from .cache import TrunkCache
 from .layers import layer_groups
@@ -60,6 +61,7 @@ class StageRunner:
         self.cache = TrunkCache(backbone.model, self.levels, self.pad_id) if config.train.cache else None
         self.validation_ids: tuple[str, ...] = ()
         set_determinism(config.train.threads)
+        set_device_determinism(backbone.device)
 
     def add_records(self, ids: Sequence[str], texts: Sequence[str], labels: Sequence[int]) -> None:
         """Tokenise once, the task's way (:mod:`s3t.train.objectives`); texts are not kept."""
