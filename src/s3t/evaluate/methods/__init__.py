@@ -16,6 +16,11 @@ LoRA adapters and the head are updated, as in training.
 ``npo``    negative preference optimisation against the input model (Zhang et al. 2024)
 =========  =====================================================================
 
+Each method names the tasks it handles (``Method.tasks``). GA and NPO reach the model only
+through the task's loss and per-record log-likelihood (:mod:`.common`), so they also unlearn
+a causal LM (task ``causal-lm``: the forget records' response tokens); the others relabel
+classes or were written for a classifier and stay ``classification`` only.
+
 Example
 -------
 >>> from s3t.evaluate.methods import get_method              # doctest: +SKIP
@@ -39,6 +44,7 @@ class Method:
     unlearn: Callable[..., Any]
     config_cls: type
     description: str
+    tasks: tuple[str, ...] = ("classification",)
 
     def configure(self, **overrides: Any) -> MethodConfig:
         return self.config_cls(**overrides)
@@ -47,23 +53,33 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, unlearn: Callable[..., Any], config_cls: type, description: str = "") -> None:
-    """Register an unlearning method under ``name``; a name can be registered only once."""
+def register_method(name: str, unlearn: Callable[..., Any], config_cls: type, description: str = "",
+                    tasks: tuple[str, ...] = ("classification",)) -> None:
+    """Register an unlearning method under ``name`` for ``tasks``; a name can be registered only once."""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"a method name must be a non-empty string; got {name!r}")
     if name in METHODS:
         raise ConfigError(f"unlearning method {name!r} is already registered")
-    METHODS[name] = Method(name, unlearn, config_cls, description)
+    METHODS[name] = Method(name, unlearn, config_cls, description, tuple(tasks))
 
 
-def get_method(name: str) -> Method:
-    """The method registered as ``name``."""
+def get_method(name: str, task: str | None = None) -> Method:
+    """The method registered as ``name`` (that handles ``task``, when given)."""
     if name not in METHODS:
         raise ConfigError(f"unknown unlearning method {name!r}; expected one of {sorted(METHODS)}")
+    if task is not None and task not in METHODS[name].tasks:
+        raise ConfigError(f"unlearning method {name!r} handles task(s) {list(METHODS[name].tasks)}, not {task!r}; "
+                          f"methods for {task!r}: {methods_for(task)}")
     return METHODS[name]
 
 
-for _module in (ft, ga, rl, l1_sparse, salun, npo):
-    register_method(_module.NAME, _module.unlearn, _module.Config, (_module.__doc__ or "").strip().splitlines()[0])
+def methods_for(task: str) -> list[str]:
+    """Names of the registered methods that handle ``task``."""
+    return sorted(n for n, m in METHODS.items() if task in m.tasks)
 
-__all__ = ["METHODS", "Method", "MethodConfig", "get_method", "register_method"]
+
+for _module in (ft, ga, rl, l1_sparse, salun, npo):
+    register_method(_module.NAME, _module.unlearn, _module.Config, (_module.__doc__ or "").strip().splitlines()[0],
+                    getattr(_module, "TASKS", ("classification",)))
+
+__all__ = ["METHODS", "Method", "MethodConfig", "get_method", "methods_for", "register_method"]

@@ -1,5 +1,13 @@
 """Shared machinery of the approximate methods (imports torch): copying a model without
-touching the input, example subsets, seeded batches and the optimisation loop."""
+touching the input, example subsets, seeded batches, the optimisation loop, and the task's
+loss and per-record log-likelihood.
+
+A method sees the task only through :func:`cross_entropy` and :func:`record_logp`: for an
+encoder (classification) they are the class cross-entropy and log p(label | text); for a
+decoder (task ``causal-lm``, no head) the training objective's loss on the response tokens
+(:mod:`s3t.train.objectives`) and log p(response | prompt), the sum of the response tokens'
+log-probabilities. Examples of a decoder hold chat tokens, their ``labels`` where each
+response starts."""
 
 from __future__ import annotations
 
@@ -96,9 +104,51 @@ def optimise(model: AdaptedEncoder, steps: Iterator[list[int]], loss_fn: LossFn,
     return losses
 
 
+def is_decoder(model: AdaptedEncoder) -> bool:
+    """A causal LM (task ``causal-lm``): no classification head; its targets are response tokens."""
+    return getattr(model, "head", None) is None
+
+
 def cross_entropy(ex: Examples) -> LossFn:
+    """The task's training loss on a batch: class cross-entropy, or (decoder) next-token
+    cross-entropy averaged over the batch's response tokens."""
     labels = torch.tensor(ex.labels, dtype=torch.long)
-    return lambda model, batch: nn.functional.cross_entropy(forward(model, ex, batch), labels[batch])
+
+    def loss(model: AdaptedEncoder, batch: list[int]) -> torch.Tensor:
+        if is_decoder(model):
+            from ...train.objectives import objective_for
+
+            return objective_for("causal-lm").loss(model, 0, ex, batch)
+        return nn.functional.cross_entropy(forward(model, ex, batch), labels[batch])
+    return loss
+
+
+def record_logp(model: AdaptedEncoder, ex: Examples, batch: Sequence[int]) -> torch.Tensor:
+    """log p(target | input) per record of ``batch``: of the label (encoder), or of the whole
+    response, summed over its tokens (decoder)."""
+    if is_decoder(model):
+        from ...train.objectives import response_positions
+
+        states, _ = ex.states(model, 0, batch)
+        rows, cols, targets = response_positions(ex, batch)
+        logp = torch.log_softmax(model.lm_logits(states[rows, cols]), -1).gather(1, targets[:, None])[:, 0]
+        return torch.zeros(len(batch), dtype=logp.dtype).index_add(0, rows, logp)
+    labels = torch.tensor([ex.labels[i] for i in batch], dtype=torch.long)
+    return torch.log_softmax(forward(model, ex, batch), -1)[torch.arange(len(batch)), labels]
+
+
+@torch.no_grad()
+def reference_logp(model: AdaptedEncoder, ex: Examples, batch_size: int) -> torch.Tensor:
+    """:func:`record_logp` of every record of ``ex`` (in order), without gradients."""
+    if not is_decoder(model):
+        from ...train.stage import logits
+
+        labels = torch.tensor(ex.labels, dtype=torch.long)
+        return torch.log_softmax(logits(model, 0, ex, batch_size), -1)[torch.arange(len(ex)), labels]
+    out = torch.empty(len(ex))
+    for batch in bucket_batches(ex.lengths(), batch_size):
+        out[batch] = record_logp(model, ex, batch)
+    return out
 
 
 def generator(seed: int) -> torch.Generator:

@@ -1,5 +1,8 @@
 """GA: gradient ascent on the forget set (maximise its cross-entropy).
 
+The loss is the task's: class cross-entropy, or for a causal LM the cross-entropy of the
+forget records' response tokens (:func:`~s3t.evaluate.methods.common.cross_entropy`).
+
 No retained data is used, so nothing holds the rest of the model in place: with too
 large a learning rate or too many epochs GA collapses test accuracy as well.
 """
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from .base import MethodConfig
 
 NAME = "ga"
+TASKS = ("classification", "causal-lm")  # through the task's loss
 
 
 @dataclass(frozen=True)

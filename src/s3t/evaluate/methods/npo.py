@@ -15,6 +15,7 @@ from ...errors import ConfigError
 from .base import MethodConfig
 
 NAME = "npo"
+TASKS = ("classification", "causal-lm")  # through the task's loss and record log-likelihood
 
 
 @dataclass(frozen=True)
@@ -31,26 +32,26 @@ class Config(MethodConfig):
 
 
 def unlearn(model, forget, retain, config: Config | None = None):
-    """A copy of ``model`` after NPO on ``forget`` (reference: ``model`` itself, frozen)."""
+    """A copy of ``model`` after NPO on ``forget`` (reference: ``model`` itself, frozen). r is the
+    difference of the records' log-likelihoods (:func:`~s3t.evaluate.methods.common.record_logp`:
+    the label's, or a causal LM's whole response's)."""
     import torch
     import torch.nn.functional as F
 
-    from ...train.stage import logits
-    from .common import batches, clone_model, forward, generator, optimise
+    from .common import batches, clone_model, cross_entropy, generator, optimise, record_logp, reference_logp
 
     cfg = config or Config()
     gen = generator(cfg.seed)
-    labels = torch.tensor(forget.labels, dtype=torch.long)
-    ref_logp = F.log_softmax(logits(model, 0, forget, cfg.batch_size), -1)[torch.arange(len(forget)), labels]
+    ref_logp = reference_logp(model, forget, cfg.batch_size)
     model = clone_model(model)
-    retain_labels = torch.tensor(retain.labels, dtype=torch.long)
+    retain_loss = cross_entropy(retain)
 
     def loss(m, batch):
-        logp = F.log_softmax(forward(m, forget, batch), -1)[torch.arange(len(batch)), labels[batch]]
+        logp = record_logp(m, forget, batch)
         out = -(2.0 / cfg.beta) * F.logsigmoid(-cfg.beta * (logp - ref_logp[batch])).mean()
         if cfg.retain_weight > 0 and len(retain):
             r = torch.randperm(len(retain), generator=gen)[: len(batch)].tolist()
-            out = out + cfg.retain_weight * F.cross_entropy(forward(m, retain, r), retain_labels[r])
+            out = out + cfg.retain_weight * retain_loss(m, r)
         return out
 
     optimise(model, batches(forget, cfg.batch_size, cfg.epochs, gen), loss, cfg.lr)
