@@ -497,14 +497,17 @@ def bench(
     restart: bool = typer.Option(False, "--restart", help="Discard the pieces an interrupted run kept in OUT/work and start over."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep OUT/work (fitted workspaces, baselines, per-part "
                                    "results) when the run completes."),
-    only: Optional[str] = typer.Option(None, "--only", help="Run one part alone: P8 (deletion traffic: a stream of "
-                                       "subject deletions with the background retrain running, every method)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run one part alone: P3 (test accuracy), P8 (deletion "
+                                       "traffic: a stream of subject deletions with the background retrain running, "
+                                       "every method) or P9 (the chat model: training CPU per sequence vs SISA, "
+                                       "generation tokens/s of the ensemble vs one member, forget latency)."),
 ) -> None:
     """Benchmark S3T side by side with SISA and full retraining in one run: forget latency (P1),
     deletion rate (P2), accuracy before / during deletions (P3, P4), training cost (P5, P7),
     predict speed (P6) and deletion traffic by person (P8: availability, longest dark period,
     accuracy over time, CPU per deletion). Writes results.json, summary.md and PNG plots; prints
-    the table. `--only P8` runs the deletion-traffic part alone.
+    the table. `--only P8` runs the deletion-traffic part alone; `--only P9` the causal-LM part
+    (SmolLM2-135M-Instruct on the fictitious people; --model overrides the chat model).
 
     The full run takes hours. Every finished fit and part is kept in OUT/work as it completes:
     if the run stops (crash, Ctrl-C, machine taken away), run the same command again and it
@@ -514,6 +517,13 @@ def bench(
     """
     from .bench import run_bench
 
+    if only == "P9":
+        from .bench.lm import run_p9
+
+        result = run_p9(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True),
+                        **({"model": model} if model else {}), **({"threads": threads} if threads else {}))
+        _emit(result, as_json, lambda r: console.print_json(data={k: r[k] for k in ("training", "generation", "forget")}))
+        return
     results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
                         deletions=deletions, threads=threads, restart=restart, keep_work=keep_work, only=only)
 
@@ -531,32 +541,85 @@ def bench(
 @app.command()
 def evaluate(
     out_dir: Path = typer.Option(..., "--out", help="Directory for results.json, summary.md and the PNG plots."),
-    quick: bool = typer.Option(False, "--quick", help="Reduced run (195 training questions, m=2, L=3, 1 epoch, 5 sequential requests; under 5 minutes "
-                               "on 2 cores) instead of the full run (1,500 questions, m=4, 2 epochs; about an hour)."),
+    task: str = typer.Option("classification", "--task", help="'classification' (an encoder on TREC: s3t, SISA, "
+                             "Retrain and six approximate methods) or 'causal-lm' (a chat model on fictitious people: "
+                             "s3t, Retrain, GA, NPO; TOFU-style forget quality)."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced run. classification: 195 training questions, m=2, L=3, "
+                               "1 epoch, 5 sequential requests, under 5 minutes on 2 cores (full: 1,500 questions, m=4, "
+                               "2 epochs, about an hour). causal-lm: 12 people x 6 facts, 2 forgotten, m=2, L=2, B=1, "
+                               "2 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, hours)."),
     as_json: bool = JsonOpt,
-    model: Optional[str] = typer.Option(None, "--model", help="Override the encoder (built-in name or local HF directory)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Override the number of dataset rows used."),
-    sequential: Optional[int] = typer.Option(None, "--sequential", help="Successive forget requests in the sequential "
-                                             "scenario (default 10, quick 5; 0 skips it)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Override the model (built-in name or local HF directory): "
+                                        "an encoder for classification, a Llama-family chat model for causal-lm."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="classification: override the number of dataset rows used."),
+    sequential: Optional[int] = typer.Option(None, "--sequential", help="classification: successive forget requests in "
+                                             "the sequential scenario (default 10, quick 5; 0 skips it)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method "
                                           "uses (quick 2, full 1); use 1 when another job shares a 2-core machine."),
+    people: Optional[int] = typer.Option(None, "--people", min=2, help="causal-lm: fictitious people generated."),
+    facts: Optional[int] = typer.Option(None, "--facts", min=1, max=12, help="causal-lm: facts per person."),
+    forget_people: Optional[int] = typer.Option(None, "--forget-people", min=1, help="causal-lm: people forgotten "
+                                                "(one request each)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="causal-lm: training epochs of every fit."),
+    slices: Optional[int] = typer.Option(None, "--slices", "-L", min=1, help="causal-lm: s3t slices per shard "
+                                         "(divides the model's layers: 30 for SmolLM2)."),
 ) -> None:
-    """Which unlearning method to use? Compare exact unlearning (s3t, SISA, Retrain = full
-    retraining) with approximate methods (FT, GA, RL, l1-sparse, SalUn, NPO) on the same model
-    and data.
+    """Which unlearning method to use? Compare exact unlearning (s3t, Retrain = retraining without
+    the forget set) with approximate methods on the same model and data.
 
-    Forget sets: random 1% and 10%, one whole class, one subject, the most memorised records
-    (worst case), and a stream of successive requests. Metrics: UA (1 - forget accuracy), RA
-    (retained accuracy), TA (test accuracy), MIA-efficacy (share of forget records a
+    --task classification (default): s3t, SISA and Retrain against FT, GA, RL, l1-sparse, SalUn
+    and NPO on TREC. Forget sets: random 1% and 10%, one whole class, one subject, the most
+    memorised records (worst case), and a stream of successive requests. Metrics: UA (1 - forget
+    accuracy), RA (retained accuracy), TA (test accuracy), MIA-efficacy (share of forget records a
     membership-inference attack calls non-members), RTE (run time of the unlearning step), and
     each method's gap to Retrain. Writes results.json, summary.md and PNG plots.
 
+    --task causal-lm: a chat model (SmolLM2-135M-Instruct) tuned on fictitious people forgets some
+    of them: s3t (forget -> surviving prefixes, and after its retrain), Retrain (a full fit without
+    them), GA and NPO (on the response tokens). Forget quality = KS-test p-value between the
+    method's and Retrain's truth-ratio distributions on the forget set (TOFU); utility = answer
+    probability, token accuracy and ROUGE-L on retained people, perplexity on held-out
+    movie_dialog chat; forget time per method. Writes results.json, summary.md and lm_eval.png.
+
     Example: s3t evaluate --out results/evaluate-quick --quick
+
+    Example: s3t evaluate --task causal-lm --out results/lm-eval --quick --threads 1
     """
+    from .errors import ConfigError
+
+    say = lambda msg: console.print(msg, soft_wrap=True)  # noqa: E731
+    if task not in ("classification", "causal-lm"):
+        raise ConfigError(f"--task must be 'classification' or 'causal-lm'; got {task!r}")
+    lm_only = {"--people": people, "--facts": facts, "--forget-people": forget_people, "--epochs": epochs,
+               "--slices": slices}
+    wrong = [k for k, v in ({"--limit": limit, "--sequential": sequential} if task == "causal-lm" else lm_only).items()
+             if v is not None]
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)} do(es) not apply to --task {task}")
+    if task == "causal-lm":
+        from .evaluate import run_evaluate_lm
+
+        results = run_evaluate_lm(out_dir, quick=quick, say=say, model=model, threads=threads, people=people,
+                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices)
+
+        def render_lm(r):
+            table = Table("method", "forget quality (KS p)", "forget answer prob", "retained answer prob",
+                          "chat perplexity", "forget time s", title=f"causal-lm: {len(r['data']['forget_ids'])} "
+                          f"facts of {', '.join(r['data']['forgotten_people'])} forgotten")
+            for method, row in r["rows"].items():
+                table.add_row(method, f"{row['forget_quality']['p_value']:.3g}",
+                              f"{row['forget'].get('answer_prob', float('nan')):.3f}",
+                              f"{row['retain'].get('answer_prob', float('nan')):.3f}",
+                              f"{row['chat']['perplexity']:.1f}", f"{row['RTE']:.3f}")
+            out.print(table)
+            out.print(f"results: {out_dir / 'results.json'}, {out_dir / 'summary.md'}; plot: {', '.join(r['plots'])}")
+
+        _emit(results, as_json, render_lm)
+        return
     from .evaluate import run_evaluate
 
-    results = run_evaluate(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model,
-                           limit=limit, sequential_requests=sequential, threads=threads)
+    results = run_evaluate(out_dir, quick=quick, say=say, model=model, limit=limit, sequential_requests=sequential,
+                           threads=threads)
 
     def render(r):
         for name, sc in r["scenarios"].items():
