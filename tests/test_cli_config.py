@@ -21,7 +21,8 @@ runner = CliRunner()
 VALUES = {
     "plan.shards": ("2", 2), "plan.slices": ("2", 2), "plan.budget": ("1", 1), "plan.selection": ("bms", "bms"),
     "plan.priors": ("0.2,0.8", (0.2, 0.8)), "plan.seed": ("7", 7), "plan.placement": ("record", "record"),
-    "train.model": ("/some/encoder", "/some/encoder"), "train.task": ("causal-lm", "causal-lm"), "train.device": ("cpu", "cpu"), "serve.device": ("cuda:1", "cuda:1"),
+    "train.model": ("/some/encoder", "/some/encoder"), "train.task": ("causal-lm", "causal-lm"), "train.first_stage_epochs": ("4", 4),
+    "train.warmup": ("0.1", 0.1), "train.head_init": ("fresh", "fresh"), "train.device": ("cpu", "cpu"), "serve.device": ("cuda:1", "cuda:1"),
     "train.epochs": ("3", 3), "train.lr": ("0.01", 0.01),
     "train.weight_decay": ("0.1", 0.1), "train.batch_size": ("4", 4), "train.max_length": ("16", 16),
     "train.threads": ("2", 2), "train.workers": ("3", 3), "train.cache": (None, False),

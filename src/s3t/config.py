@@ -99,9 +99,19 @@ class TrainConfig:
     )
     task: str = field(default="classification", metadata={
         "help": "What the model learns: 'classification' (an encoder + a linear head on text/label records) or "
-                "'causal-lm' (a decoder chat model tuned on prompt/response records; see s3t.tasks)."})
+                "'causal-lm' (a decoder chat model tuned on prompt/response records; see s3t.tasks).",
+        "omit_default": True})
     epochs: int = field(default=2, metadata={"help": "Epochs per stage (over slices 1..k of the sequence)."})
     lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate for the adapters and the head."})
+    first_stage_epochs: int = field(default=0, metadata={
+        "help": "Epochs of stage 1 (the top layer group, trained on one slice only); 0 = train.epochs.",
+        "omit_default": True})
+    warmup: float = field(default=0.0, metadata={
+        "help": "Fraction of each stage's steps with a linear learning-rate warm-up from 0; then a linear decay to 0 "
+                "(0 = decay only).", "omit_default": True})
+    head_init: str = field(default="warm", metadata={
+        "help": "Classification head at stage k > 1: 'warm' (start from the parent checkpoint's head) or 'fresh' (a new "
+                "head, seeded by the prefix, as at stage 1).", "omit_default": True})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=32, metadata={"help": "Examples per step (batches are length-bucketed)."})
     max_length: int = field(default=128, metadata={"help": "Token limit per text (longer texts are truncated)."})
@@ -128,6 +138,10 @@ class TrainConfig:
     )
     lora: LoraSettings = field(default_factory=LoraSettings)
 
+    def stage_epochs(self, stage: int) -> int:
+        """Epochs of ``stage`` (1-based): ``first_stage_epochs`` for stage 1 when set, else ``epochs``."""
+        return self.first_stage_epochs if stage == 1 and self.first_stage_epochs else self.epochs
+
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
             object.__setattr__(self, "lora", LoraSettings(**self.lora))
@@ -136,6 +150,10 @@ class TrainConfig:
         _check(self.task in TASKS, "train.task", f"one of {sorted(TASKS)}", self.task)
         _check(_is_int(self.epochs) and self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
         _check(_is_number(self.lr) and self.lr > 0, "train.lr", "> 0", self.lr)
+        _check(_is_int(self.first_stage_epochs) and self.first_stage_epochs >= 0, "train.first_stage_epochs",
+               "an integer >= 0 (0 = train.epochs)", self.first_stage_epochs)
+        _check(_is_number(self.warmup) and 0 <= self.warmup < 1, "train.warmup", "in [0, 1)", self.warmup)
+        _check(self.head_init in ("warm", "fresh"), "train.head_init", "'warm' or 'fresh'", self.head_init)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
         _check(_is_number(self.weight_decay) and self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         _check(isinstance(self.model, str) and bool(self.model), "train.model", "a model name or directory", self.model)
@@ -242,8 +260,10 @@ class S3TConfig:
         for f in fields(TrainConfig):
             if f.metadata.get("bits", True) is False:
                 data["train"].pop(f.name)
-        if data["train"]["task"] == "classification":  # the only task before tasks were a setting: checkpoints
-            data["train"].pop("task")                  # of older workspaces keep their digest, byte for byte
+            # a field added later, at its default, does what the code did before it existed: left out, so
+            # checkpoints of older workspaces keep their digest, byte for byte
+            elif f.metadata.get("omit_default") and data["train"][f.name] == f.default:
+                data["train"].pop(f.name)
         return data
 
     def training_digest(self) -> str:

@@ -13,7 +13,7 @@ OTHER_VALUES = {  # a valid non-default value for the fields that are neither nu
     "plan.selection": "bms", "plan.placement": "record", "plan.priors": (1.0, 2.0, 3.0), "train.model": "/x",
     "train.executor": "ray", "train.ray_address": "auto", "train.lora.targets": ("query",),
     "serve.aggregate": "probs", "serve.restore": "naive", "serve.retrain": "accuracy", "train.task": "causal-lm",
-    "train.device": "cpu", "serve.device": "cpu",
+    "train.device": "cpu", "serve.device": "cpu", "train.head_init": "fresh", "train.warmup": 0.1,
 }
 
 

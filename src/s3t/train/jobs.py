@@ -36,8 +36,8 @@ class ShardJob:
 
     def work(self) -> int:
         """Examples × epochs, for progress bars."""
-        epochs = int(self.config["train"]["epochs"])
-        return epochs * sum(sum(len(self.slices[s].record_ids) for s in p) for p in self.prefixes)
+        train = S3TConfig.from_dict(self.config).train
+        return sum(train.stage_epochs(len(p)) * sum(len(self.slices[s].record_ids) for s in p) for p in self.prefixes)
 
 
 @dataclass(frozen=True)

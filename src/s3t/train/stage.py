@@ -98,6 +98,21 @@ class StageResult:
     model: AdaptedEncoder | None = field(default=None, repr=False)  # the trained model, not persisted
 
 
+def lr_factor(step: int, total: int, warmup: float = 0.0) -> float:
+    """Learning-rate multiplier at ``step`` of ``total``: a linear warm-up over the first ``warmup``
+    fraction of the steps, then a linear decay to 0 (warmup 0: the decay alone, 1 at step 0).
+
+    >>> [round(lr_factor(s, 10, 0.2), 3) for s in (0, 1, 2, 5, 10)]
+    [0.0, 0.5, 1.0, 0.625, 0.0]
+    """
+    ramp = int(round(warmup * total))
+    if step < ramp:
+        return step / ramp
+    if ramp == 0:
+        return max(0.0, 1.0 - step / total)
+    return max(0.0, (total - step) / (total - ramp))
+
+
 def build_model(base: nn.Module, cfg: TrainConfig, spec: StageSpec, n_labels: int) -> AdaptedEncoder:
     with seeded(spec.seed):
         return AdaptedEncoder(base, cfg.lora, spec.layers, n_labels)
@@ -119,7 +134,10 @@ def train_stage(
     start = time.perf_counter()
     model = build_model(base, cfg, spec, n_labels)
     if parent_state is not None:
+        fresh = {k: v.clone() for k, v in model.head.state_dict().items()} if model.head is not None else None
         model.load_state(parent_state, strict_layers=False)
+        if cfg.head_init == "fresh" and fresh is not None:  # this prefix's own seeded head, not the parent's
+            model.head.load_state_dict(fresh)
     for p in model.parameters():
         p.requires_grad_(False)
     objective = objective_for(cfg.task)
@@ -129,11 +147,12 @@ def train_stage(
 
     gen = torch.Generator().manual_seed(spec.seed)
     batches = bucket_batches(train.lengths(), cfg.batch_size)
-    total = max(1, cfg.epochs * len(batches))
+    epochs = cfg.stage_epochs(spec.stage)
+    total = max(1, epochs * len(batches))
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, cfg.warmup))
     losses: list[float] = []
-    for _epoch in range(cfg.epochs):
+    for _epoch in range(epochs):
         for b in torch.randperm(len(batches), generator=gen).tolist():
             batch = batches[b]
             loss = objective.loss(model, spec.level, train, batch)

@@ -134,7 +134,8 @@ class StageRunner:
 
     def stage_work(self, prefixes: Sequence[tuple[int, ...]], slices: dict[int, SliceData]) -> int:
         """Examples × epochs to process for ``prefixes`` (for progress bars)."""
-        return self.config.train.epochs * sum(sum(len(slices[s].record_ids) for s in p) for p in prefixes)
+        train = self.config.train
+        return sum(train.stage_epochs(len(p)) * sum(len(slices[s].record_ids) for s in p) for p in prefixes)
 
     def drop_slice(self, version_id: int) -> None:
         if self.cache is not None:
