@@ -7,6 +7,10 @@ loads it onto the base encoder) and the classification head (``head.safetensors`
 over real tokens, the head, then the mean of the logits or of the softmaxes) and
 ``OUT/README.md`` is the model card: plan, what each shard serves and its lineage, the deletions
 applied and the audit result. Nothing in the export names a record, a subject or a request.
+
+A chat model (task ``causal-lm``) has no head: each ``shard-<k>`` is the adapter alone, for the
+base causal LM (``AutoModelForCausalLM``), and the card says how members combine when they
+generate (the mean of their next-token probabilities at every step, as ``S3T.generate``).
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def export_served(model: "S3T", out: str | Path, run_audit: bool = True) -> dict
         adapters = {k[len(ADAPTER_PREFIX):]: v.contiguous() for k, v in state.items() if k.startswith(ADAPTER_PREFIX)}
         save_file(adapters, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
         head = {k[len(HEAD_PREFIX):]: v.contiguous() for k, v in state.items() if k.startswith(HEAD_PREFIX)}
-        save_file(head, str(target / "head.safetensors"))
+        if head:  # a decoder keeps its own (frozen) LM head: nothing to write
+            save_file(head, str(target / "head.safetensors"))
         members.append({
             "shard": int(shard), "directory": target.name, "checkpoint": c.id, "checkpoint_sha256": c.sha256,
             "stage": c.stage, "of_stages": config.plan.slices, "sequence": entry["sequence"], "slice_order": c.prefix,
@@ -77,9 +82,13 @@ def export_served(model: "S3T", out: str | Path, run_audit: bool = True) -> dict
     chain = receipts(ws.ledger)
     card = {
         "base_model": str(base), "architecture": arch.name, "model_type": hf_config.model_type,
-        "classes": [str(x) for x in model.classes_], "max_length": config.train.max_length,
-        "pooling": "mean of the last hidden states over real (non-padding) tokens",
-        "aggregate": config.serve.aggregate, "manifest_version": version,
+        "task": config.train.task, "max_length": config.train.max_length,
+        **({"classes": [str(x) for x in model.classes_],
+            "pooling": "mean of the last hidden states over real (non-padding) tokens",
+            "aggregate": config.serve.aggregate} if config.train.task == "classification" else
+           {"combine": "mean of the members' next-token probabilities at every generated token (greedy: its "
+                       "arg-max); prompts in the tokenizer's chat template (one user turn + generation prompt)"}),
+        "manifest_version": version,
         "plan": config.to_dict()["plan"], "lora": config.to_dict()["train"]["lora"],
         "lora_modules": arch.targets(config.train.lora.targets), "training_config_sha256": config.training_digest(),
         "shards": config.plan.shards, "served": members,
@@ -105,6 +114,8 @@ def model_card(card: dict[str, Any]) -> str:
     dels = card["deletions"]
     audit = "not run" if card["audit"] is None else ("passed" if card["audit"]["ok"] else "FAILED") + (
         "" if card["audit"] is None else " (" + ", ".join(f"{k} {'ok' if v else 'FAIL'}" for k, v in card["audit"]["checks"].items()) + ")")
+    if card.get("task", "classification") == "causal-lm":
+        return _lm_card(card, rows, dead, dels, audit)
     return f"""# s3t ensemble export
 
 Exact-unlearning ensemble trained with s3t (S3T: sequence-aware sharded sliced training). Each
@@ -153,5 +164,54 @@ for m in card["served"]:
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
     logits.append(pooled @ head["weight"].T + head["bias"])
 probs = torch.softmax(torch.stack(logits).mean(0), -1)  # "probs" aggregate: mean of the softmaxes
+```
+"""
+
+
+def _lm_card(card: dict[str, Any], rows: str, dead: int, dels: dict[str, Any], audit: str) -> str:
+    plan, lora = card["plan"], card["lora"]
+    return f"""# s3t chat-model ensemble export
+
+Exact-unlearning ensemble of a chat model trained with s3t (S3T: sequence-aware sharded sliced
+training). Each directory `shard-<k>` is a standard peft LoRA adapter for the base causal LM (its
+own LM head, frozen); the ensemble generates with the {card['combine']}.
+
+- Base model: `{card['base_model']}` ({card['architecture']}, model_type `{card['model_type']}`)
+- LoRA: r={lora['rank']}, alpha={lora['alpha']}, modules {', '.join(card['lora_modules'])}
+- Plan: m={plan['shards']} shards, L={plan['slices']} slices, B={plan['budget']} sequences ({plan['selection']}),
+  placement {plan['placement']}, seed {plan['seed']}
+- Served manifest version {card['manifest_version']}; {len(card['served'])} of {card['shards']} shards served{f' ({dead} dead)' if dead else ''}
+
+## Served shards and their lineage
+
+| shard | directory | stage | slice order | lineage | records | checkpoint sha256 |
+|---|---|---|---|---|---|---|
+{rows}
+
+## Deletions applied
+
+{dels['records']} record(s) forgotten in {dels['requests']} request(s); receipt chain head
+`{dels['receipt_chain_head']}`. The audit: {audit}.
+
+## Loading (greedy generation, mean of the members' probabilities)
+
+```python
+import json, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+card = json.load(open("ensemble.json"))
+tok = AutoTokenizer.from_pretrained(card["base_model"])
+members = [PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(card["base_model"]), m["directory"]).eval()
+           for m in card["served"]]
+ids = tok.apply_chat_template([{{"role": "user", "content": "a question"}}], add_generation_prompt=True,
+                              return_tensors="pt", return_dict=True)["input_ids"]
+for _ in range(64):
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(m(input_ids=ids).logits[0, -1], -1) for m in members]).mean(0)
+    token = int(probs.argmax())
+    if token == tok.eos_token_id:
+        break
+    ids = torch.cat([ids, torch.tensor([[token]])], 1)
 ```
 """
