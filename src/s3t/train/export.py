@@ -108,25 +108,31 @@ def _row(m: dict[str, Any]) -> str:
 
 
 def model_card(card: dict[str, Any]) -> str:
+    """The export's README.md: what it is, the plan, the served lineage, the deletions, how to load it."""
     plan, lora = card["plan"], card["lora"]
     rows = "\n".join(_row(m) for m in card["served"])
     dead = card["shards"] - len(card["served"])
     dels = card["deletions"]
     audit = "not run" if card["audit"] is None else ("passed" if card["audit"]["ok"] else "FAILED") + (
         "" if card["audit"] is None else " (" + ", ".join(f"{k} {'ok' if v else 'FAIL'}" for k, v in card["audit"]["checks"].items()) + ")")
-    if card.get("task", "classification") == "causal-lm":
-        return _lm_card(card, rows, dead, dels, audit)
-    return f"""# s3t ensemble export
+    chat = card.get("task", "classification") == "causal-lm"
+    intro = (f"""# s3t chat-model ensemble export
+
+Exact-unlearning ensemble of a chat model trained with s3t (S3T: sequence-aware sharded sliced
+training). Each directory `shard-<k>` is a standard peft LoRA adapter for the base causal LM (its
+own LM head, frozen); the ensemble generates with the {card.get('combine')}.""" if chat else f"""# s3t ensemble export
 
 Exact-unlearning ensemble trained with s3t (S3T: sequence-aware sharded sliced training). Each
 directory `shard-<k>` is a standard peft LoRA adapter for the base model plus the shard's
-classification head; the ensemble is the {card['aggregate']} mean of the members' outputs.
+classification head; the ensemble is the {card.get('aggregate')} mean of the members' outputs.""")
+    inputs = "" if chat else (f"\n- Classes: {', '.join(card['classes'])}; inputs truncated to {card['max_length']} "
+                              f"tokens; pooling: {card['pooling']}")
+    return f"""{intro}
 
 - Base model: `{card['base_model']}` ({card['architecture']}, model_type `{card['model_type']}`)
 - LoRA: r={lora['rank']}, alpha={lora['alpha']}, modules {', '.join(card['lora_modules'])}
 - Plan: m={plan['shards']} shards, L={plan['slices']} slices, B={plan['budget']} sequences ({plan['selection']}),
-  placement {plan['placement']}, seed {plan['seed']}
-- Classes: {', '.join(card['classes'])}; inputs truncated to {card['max_length']} tokens; pooling: {card['pooling']}
+  placement {plan['placement']}, seed {plan['seed']}{inputs}
 - Served manifest version {card['manifest_version']}; {len(card['served'])} of {card['shards']} shards served{f' ({dead} dead)' if dead else ''}
 
 ## Served shards and their lineage
@@ -143,7 +149,10 @@ the slice versions (slice `v`ersion (records)) it was trained on, none holding a
 {dels['records']} record(s) forgotten in {dels['requests']} request(s); receipt chain head
 `{dels['receipt_chain_head']}`. The audit: {audit}.
 
-## Loading
+{_LM_LOADING if chat else _LOADING}"""
+
+
+_LOADING = """## Loading
 
 ```python
 import json, torch
@@ -158,7 +167,7 @@ mask = enc["attention_mask"].unsqueeze(-1).float()
 logits = []
 for m in card["served"]:
     model = PeftModel.from_pretrained(AutoModel.from_pretrained(card["base_model"]), m["directory"]).eval()
-    head = load_file(f"{{m['directory']}}/head.safetensors")
+    head = load_file(f"{m['directory']}/head.safetensors")
     with torch.no_grad():
         hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
@@ -167,33 +176,7 @@ probs = torch.softmax(torch.stack(logits).mean(0), -1)  # "probs" aggregate: mea
 ```
 """
 
-
-def _lm_card(card: dict[str, Any], rows: str, dead: int, dels: dict[str, Any], audit: str) -> str:
-    plan, lora = card["plan"], card["lora"]
-    return f"""# s3t chat-model ensemble export
-
-Exact-unlearning ensemble of a chat model trained with s3t (S3T: sequence-aware sharded sliced
-training). Each directory `shard-<k>` is a standard peft LoRA adapter for the base causal LM (its
-own LM head, frozen); the ensemble generates with the {card['combine']}.
-
-- Base model: `{card['base_model']}` ({card['architecture']}, model_type `{card['model_type']}`)
-- LoRA: r={lora['rank']}, alpha={lora['alpha']}, modules {', '.join(card['lora_modules'])}
-- Plan: m={plan['shards']} shards, L={plan['slices']} slices, B={plan['budget']} sequences ({plan['selection']}),
-  placement {plan['placement']}, seed {plan['seed']}
-- Served manifest version {card['manifest_version']}; {len(card['served'])} of {card['shards']} shards served{f' ({dead} dead)' if dead else ''}
-
-## Served shards and their lineage
-
-| shard | directory | stage | slice order | lineage | records | checkpoint sha256 |
-|---|---|---|---|---|---|---|
-{rows}
-
-## Deletions applied
-
-{dels['records']} record(s) forgotten in {dels['requests']} request(s); receipt chain head
-`{dels['receipt_chain_head']}`. The audit: {audit}.
-
-## Loading (greedy generation, mean of the members' probabilities)
+_LM_LOADING = """## Loading (greedy generation, mean of the members' probabilities)
 
 ```python
 import json, torch
@@ -204,7 +187,7 @@ card = json.load(open("ensemble.json"))
 tok = AutoTokenizer.from_pretrained(card["base_model"])
 members = [PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(card["base_model"]), m["directory"]).eval()
            for m in card["served"]]
-ids = tok.apply_chat_template([{{"role": "user", "content": "a question"}}], add_generation_prompt=True,
+ids = tok.apply_chat_template([{"role": "user", "content": "a question"}], add_generation_prompt=True,
                               return_tensors="pt", return_dict=True)["input_ids"]
 for _ in range(64):
     with torch.no_grad():
