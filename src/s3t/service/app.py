@@ -13,6 +13,12 @@ tokens as security schemes and the link from a forget's receipt to its state; th
 checks that with a property-based fuzzer (``tests/service/test_contract.py``).
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so a prediction never
 blocks the event loop and never waits for a retrain (see :mod:`s3t.service.worker`).
+
+Replicas: several apps (processes, machines) may serve one PostgreSQL ledger. Each prediction
+passes the version fence first (:mod:`s3t.service.fence`: no answer from a manifest older than
+the latest committed before the request arrived) and says which manifest version and which
+checkpoints answered; each replica LISTENs for new manifests; one retrain runs for the whole
+fleet, under the ledger's ``retrain`` lease (:mod:`s3t.store.lease`, :mod:`s3t.service.worker`).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Optional
@@ -38,7 +45,9 @@ from ..forget import Receipt as ReceiptRecord
 from ..serve.policy import RetrainPolicy
 from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
+from ..store.lease import DEFAULT_TTL, RETRAIN, Lease
 from .auth import require_forget_token, require_read_token, resolve_read_token, resolve_token
+from .fence import LedgerUnreachableError, ManifestFence, ManifestListener, catch_up, snapshot
 from .web import add_dashboard
 from .worker import RetrainWorker, pending_requests, recover_on_startup
 
@@ -46,6 +55,7 @@ log = logging.getLogger("s3t")
 
 MAX_BODY = 10 * 1024 * 1024  # bytes; larger bodies get 413 before any parsing
 AUDIT_WAIT = 300.0  # seconds /audit waits for a running retrain (so it never sees a half-done swap)
+LEASE_TTL_ENV = "S3T_LEASE_TTL"  # seconds; default of create_app(lease_ttl=...) and so of `s3t serve`
 
 STATUS = {  # first match along the exception's MRO wins; other S3TErrors are 500
     errors.UnknownRecordError: 404,
@@ -129,7 +139,8 @@ def _receipt_out(receipt: ReceiptRecord, state: str, created: bool) -> sc.Receip
 
 def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[str] = None, background: bool = True,
                retrain_interval: float = 30.0, read_token: Optional[str] = None, protect_predict: bool = False,
-               retrain_policy: Optional[str] = None, restore: Optional[str] = None) -> FastAPI:
+               retrain_policy: Optional[str] = None, restore: Optional[str] = None, fence: bool = True,
+               listen: Optional[bool] = None, lease_ttl: Optional[float] = None) -> FastAPI:
     """Build the service over a trained workspace (loaded and recovered now; errors raise here).
 
     ``token``: bearer token for POST /forget (else ``S3T_TOKEN``, else ``WORKSPACE/token``,
@@ -140,8 +151,20 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     thread (else leave it to ``s3t retrain``). ``retrain_interval``: seconds between retries.
     ``retrain_policy`` ('immediate' | 'accuracy' | 'interval') and ``restore`` ('progressive' |
     'naive') override the workspace's ``serve.retrain`` / ``serve.restore``.
+
+    Replicas (:mod:`s3t.service.fence`, :mod:`s3t.store.lease`): ``fence`` checks the ledger's
+    latest manifest version before every prediction (off only to measure what it costs: then a
+    replica answers from whatever it last swapped to). ``listen``: LISTEN for new manifests
+    (default: on for PostgreSQL). ``lease_ttl``: seconds before a dead retrain-lease holder is
+    taken over (else ``S3T_LEASE_TTL``, else 20).
     """
     model = S3T.load(workspace, db=db)
+    if lease_ttl is None:
+        lease_ttl = float(os.environ.get(LEASE_TTL_ENV) or DEFAULT_TTL)
+    lease = Lease(model.ws_.ledger, RETRAIN, ttl=lease_ttl)
+    fencer = ManifestFence(model.ws_.ledger) if fence else None
+    if listen is None:
+        listen = model.ws_.ledger.dialect == "postgresql"
     secret = resolve_token(model.ws_.path, token)
     reader = Depends(require_read_token(resolve_read_token(model.ws_.path, read_token), secret))
     mutate = threading.Lock()  # in-process file steps of forgets and of post-retrain swaps take turns
@@ -157,20 +180,35 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     if restore is not None and restore not in RESTORES:
         raise errors.ConfigError(f"restore must be one of {list(RESTORES)}; got {restore!r}")
     worker = RetrainWorker(model, after_retrain, interval=retrain_interval, policy=policy,
-                           restore=restore) if background else None
+                           restore=restore, lease=lease) if background else None
+
+    def on_manifest(version: Optional[int]) -> None:  # the listener's thread: swap before the next request
+        if getattr(model, "_ensemble", None) is not None and (version is None or version > model._ensemble.manifest_version):
+            model._sync()
+        if worker is not None:  # a forget through another replica queues a retrain for the fleet
+            worker.nudge()
+
+    listener = ManifestListener(model.ws_.ledger, on_manifest,
+                                on_lease=(lambda _name: worker.notify()) if worker is not None else None) if listen else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        recover_on_startup(model)
+        recover_on_startup(model, lease)
         try:
             model.ensemble_  # load the backbone and the served checkpoints before taking traffic
         except errors.S3TError as exc:
             log.error("ensemble not loaded at start-up: %s", exc)
+        if listener is not None:
+            listener.start()
         if worker is not None:
             worker.start()
         yield
+        if listener is not None:
+            await asyncio.to_thread(listener.stop)
         if worker is not None:
             await asyncio.to_thread(worker.stop)
+        if fencer is not None:
+            fencer.close()
         model.ws_.ledger.close()
 
     app = FastAPI(
@@ -180,6 +218,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     )
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.state.model, app.state.worker = model, worker
+    app.state.fence, app.state.listener, app.state.lease = fencer, listener, lease
 
     @app.exception_handler(errors.S3TError)
     async def s3t_error(request: Request, exc: errors.S3TError):
@@ -207,15 +246,31 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
               responses={**(AUTH_ERRORS if protect_predict else ERRORS), **TOO_LARGE})
     def predict(req: sc.PredictRequest) -> sc.PredictResponse:
         ens = model.ensemble_
+        fence_now = app.state.fence  # the fence in use (scripts/replicas_bench.py switches it to measure its cost)
+        if fence_now is not None:  # the latest version committed before this request arrived (or later)
+            floor = fence_now.latest()
+            try:
+                catch_up(model, floor)
+            except errors.S3TError:
+                raise
+            except Exception as exc:  # the ledger went away between the fence and the swap
+                raise LedgerUnreachableError(f"cannot swap to manifest version {floor}: {exc}") from exc
         for _ in range(5):  # the member table this prediction used (retry if swapped meanwhile)
-            members = ens.members
-            proba = model.predict_proba(req.texts)
-            if ens.members is members:
+            version, members = snapshot(model)
+            proba = ens.predict_proba(req.texts)
+            if ens.members is members:  # every swap makes a new table: unchanged throughout
                 break
+        else:  # swapped under it five times in a row: answer holding the swap lock
+            from ..estimator import _SYNC_LOCK
+
+            with _SYNC_LOCK:
+                version, members = snapshot(model)
+                proba = ens.predict_proba(req.texts)
         classes = [str(c) for c in model.classes_]
         return sc.PredictResponse(
             labels=[classes[i] for i in proba.argmax(-1)], probabilities=proba.tolist(), classes=classes,
             served={str(s): (members[s].stage if s in members else 0) for s in range(model.config.plan.shards)},
+            manifest_version=version, checkpoints={str(s): m.checkpoint_id for s, m in sorted(members.items())},
         )
 
     @app.post("/forget", status_code=202, response_model=sc.Receipt, summary="Forget records (exact now, retrained later)",
@@ -275,10 +330,13 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     @app.get("/audit", response_model=sc.AuditResponse, responses=AUTH_ERRORS, dependencies=[reader],
              operation_id="audit", summary="The checks of `s3t audit` (read token: failures name records and requests)")
     def audit() -> sc.AuditResponse:
-        if worker is None:
-            return sc.AuditResponse(**model.audit().to_dict(), retraining=False)
-        with worker.quiesce(AUDIT_WAIT) as quiet:
-            return sc.AuditResponse(**model.audit().to_dict(), retraining=not quiet)
+        # hold this replica's retrain off, then the fleet's (the retrain lease): no stage registered
+        # but not yet swapped in, by any replica, while the audit reads
+        quiesce = worker.quiesce(AUDIT_WAIT) if worker is not None else _quiet()
+        with quiesce as quiet:
+            audit_lease = Lease(model.ws_.ledger, RETRAIN, holder=f"{lease.holder}/audit", ttl=lease.ttl)
+            with audit_lease.hold(wait=AUDIT_WAIT) as epoch:
+                return sc.AuditResponse(**model.audit().to_dict(), retraining=not quiet or epoch is None)
 
     @app.get("/healthz", response_model=sc.Health, summary="Liveness", operation_id="healthz",
              responses={500: {"model": sc.ErrorResponse}})
@@ -289,9 +347,21 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     return app
 
 
+@contextmanager
+def _quiet():
+    yield True
+
+
 def _worker_status(worker: Optional[RetrainWorker]) -> sc.WorkerStatus:
     if worker is None:
         return sc.WorkerStatus(enabled=False, alive=False, busy=False, runs=0, failures=0)
+    lease = None
+    if worker.lease is not None:
+        try:
+            lease = {**worker.lease.state().to_dict(), "this_replica": worker.lease.holder, "deferred": worker.deferred,
+                     "takeovers": worker.lease.takeovers}
+        except Exception:  # status must answer even when the ledger is slow
+            lease = {"this_replica": worker.lease.holder, "error": "lease state unavailable"}
     return sc.WorkerStatus(enabled=True, alive=worker.alive, busy=worker.busy, runs=worker.runs, failures=worker.failures,
                            last_error=worker.last_error, last_report=worker.last_report, policy=worker.policy.kind,
-                           restore=worker.restore, last_decision=worker.last_decision)
+                           restore=worker.restore, last_decision=worker.last_decision, lease=lease)

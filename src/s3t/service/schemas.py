@@ -52,6 +52,11 @@ class PredictResponse(BaseModel):
     served: dict[str, int] = Field(
         ..., description="Per shard, the length of the served prefix that answered (0 = shard out of service)."
     )
+    manifest_version: int = Field(
+        ..., description="The served manifest version that answered: never older than the latest version committed "
+                         "(by any replica sharing the ledger) before this request arrived.")
+    checkpoints: dict[str, str] = Field(
+        ..., description="Per shard that answered, the checkpoint that answered (the manifest's entry for that shard).")
 
 
 def _forget_schema(schema: dict[str, Any]) -> None:
@@ -128,6 +133,10 @@ class WorkerStatus(BaseModel):
     policy: Optional[str] = Field(None, description="Retrain policy: immediate, accuracy or interval.")
     restore: Optional[str] = Field(None, description="How a retrain brings cut shards back: progressive or naive.")
     last_decision: Optional[str] = Field(None, description="Why the policy last did (or did not) start a retrain.")
+    lease: Optional[dict] = Field(
+        None, description="The fleet's retrain lease (one retrain for every replica sharing the ledger): holder, epoch, "
+                          "seconds to expiry, whether held; this_replica (this replica's holder id), deferred (wakes that "
+                          "found another replica holding it), takeovers (times this replica took it over from a dead holder).")
 
 
 class StatusResponse(BaseModel):

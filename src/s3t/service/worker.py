@@ -23,6 +23,15 @@ Design
   the thread polls the ledger while the child runs and swaps each one in at once.
 * :meth:`RetrainWorker.quiesce` holds retraining off (e.g. while ``/audit`` runs, so it never
   sees stages registered but not yet swapped in).
+* **One retrain for the fleet.** With a :class:`~s3t.store.lease.Lease` (replicas sharing one
+  ledger), a retrain runs only while this replica holds the ledger's ``retrain`` lease: it is
+  acquired before the child starts, renewed by a heartbeat thread while it runs and released
+  after the swap. The child gets the lease's epoch (``--lease``) and fences every write it makes
+  with it (:class:`~s3t.store.lease.LeaseGuard`), so a holder that lost the lease can never write
+  after its successor. A replica that finds the lease held does not retrain: it wakes again
+  when the lease would expire (or when the holder releases it: a PostgreSQL ``NOTIFY`` wakes it
+  earlier) and takes over if the holder died; it picks up the holder's manifests through the
+  listener and the fence (:mod:`s3t.service.fence`).
 """
 
 from __future__ import annotations
@@ -50,10 +59,11 @@ def pending_requests(model) -> list[str]:
     return model.ws_.ledger.requests_in_state(*PENDING_STATES)
 
 
-def finish_swap(model) -> None:
+def finish_swap(model, lease=None) -> None:
     """Finish a half-done swap: stages registered by an interrupted retrain become servable once
     the manifest is refreshed (the serving rule only ever picks clean lineages); ``served.json``
-    is made to match. Skipped while another process is training."""
+    is made to match. Skipped while another process is training, or (``lease``: a
+    :class:`~s3t.store.lease.Lease`) while another replica holds the fleet's retrain lease."""
     from ..errors import WorkspaceError
 
     ws = model.ws_
@@ -61,10 +71,10 @@ def finish_swap(model) -> None:
     if not before:
         return  # never fitted to the end: nothing was served, nothing to finish
     try:
-        with ws.training_lock():  # a trainer elsewhere may have registered stages not yet in place
+        with _leased(lease), ws.training_lock():  # a trainer may have registered stages not yet in place
             version, body = ws.ledger.refresh_manifest("recovery")
     except WorkspaceError:
-        log.info("recovery: another process is training; the served manifest is left to it")
+        log.info("recovery: another process or replica is training (or finishing a swap); the served manifest is left to it")
         version, body = ws.ledger.latest_manifest()
     if version != before:
         log.warning("recovery: served manifest v%d -> v%d (stages of an interrupted retrain swapped in)", before, version)
@@ -72,9 +82,24 @@ def finish_swap(model) -> None:
     ws.purge_tainted()
 
 
-def recover_on_startup(model) -> list[str]:
+@contextmanager
+def _leased(lease) -> Iterator[None]:
+    """Hold ``lease`` (if given) for a short step; WorkspaceError if another holder has it."""
+    from ..errors import WorkspaceError
+
+    if lease is None:
+        yield
+        return
+    # a handle of its own: never mistaken for (or releasing) the retrain thread's hold
+    with type(lease)(lease.ledger, lease.name, holder=f"{lease.holder}/swap", ttl=lease.ttl).hold() as epoch:
+        if epoch is None:
+            raise WorkspaceError(f"another replica holds the {lease.name!r} lease")
+        yield
+
+
+def recover_on_startup(model, lease=None) -> list[str]:
     """:func:`finish_swap`, then the requests still to retrain (to re-queue)."""
-    finish_swap(model)
+    finish_swap(model, lease)
     pending = pending_requests(model)
     if pending:
         log.info("recovery: %d request(s) still to retrain: %s", len(pending), ", ".join(pending[:5]))
@@ -85,8 +110,14 @@ class RetrainWorker:
     """The background retrain thread (see the module docstring)."""
 
     def __init__(self, model, on_done: Callable[[], None], interval: float = 30.0, stop_timeout: float = 10.0,
-                 policy: Optional[RetrainPolicy] = None, poll: float = 0.5, restore: Optional[str] = None):
+                 policy: Optional[RetrainPolicy] = None, poll: float = 0.5, restore: Optional[str] = None,
+                 lease=None):
         self.model = model
+        self.lease = lease  # s3t.store.lease.Lease: retrain only while holding it (one retrain for the fleet)
+        self.deferred = 0  # wakes that found the lease held by another replica
+        self._deferred_until = 0.0  # monotonic time before which the lease is known to be held elsewhere
+        self._deferred_to: Optional[str] = None  # the holder the last deferral was logged for
+        self._last_reason: Optional[str] = None
         self.on_done = on_done
         self.interval = interval
         self.policy = policy or RetrainPolicy.from_config(model.config.serve)
@@ -117,6 +148,13 @@ class RetrainWorker:
     def notify(self) -> None:
         """Wake the thread: there is something to retrain."""
         self._wake.set()
+
+    def nudge(self) -> None:
+        """A manifest was committed somewhere in the fleet (a forget through another replica, say):
+        wake to look for pending requests, unless a retrain runs here or another replica is known
+        to hold the lease (then the wake at its expiry, or its release, covers it)."""
+        if not self.busy and time.monotonic() >= self._deferred_until:
+            self._wake.set()
 
     @property
     def alive(self) -> bool:
@@ -150,7 +188,7 @@ class RetrainWorker:
                 self._thread.join(self.stop_timeout)
         if proc is not None:
             try:
-                finish_swap(self.model)
+                finish_swap(self.model, self.lease)
             except Exception:
                 log.exception("could not swap in the stages of the interrupted retrain (the next start-up will)")
 
@@ -166,10 +204,10 @@ class RetrainWorker:
         since = None if self._last_start is None else time.monotonic() - self._last_start
         d = self.policy.decide(pending=pending, dead_shards=dead or 0, accuracy_now=acc_now, accuracy_fit=acc_fit,
                                since_last=since)
-        if pending and d.reason != self.last_decision:
+        if pending and d.reason != self._last_reason:
             log.info("retrain policy %s: %s", self.policy.kind, d.reason + ("" if d.run else "; the cut stays served"))
         if pending:
-            self.last_decision = d.reason
+            self.last_decision = self._last_reason = d.reason
         return d
 
     def _loop(self) -> None:
@@ -186,21 +224,53 @@ class RetrainWorker:
                     timeout = min(self.interval, max(0.05, d.wait))
                 if d.run:
                     self._last_start = time.monotonic()
-                    self._retrain_once()
+                    wait = self._retrain_once()
+                    if wait is not None:  # another replica holds the lease: look again when it would expire
+                        timeout = min(timeout, wait)
             except Exception as exc:  # never let the thread die
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if not self._stop.is_set():
                     log.exception("background retrain failed; retrying on the next wake")
 
-    def _retrain_once(self) -> None:
+    def _retrain_once(self) -> Optional[float]:
+        """One retrain (under the lease, if any). Returns None, or the seconds to wait before
+        asking again when another replica holds the lease."""
         cmd = [sys.executable, "-m", "s3t.service.worker", str(self.model.ws_.path), "--restore", self.restore]
         if self.model.db:
             cmd += ["--db", str(self.model.db)]
         with self._gate:
-            self._run_child(cmd)
+            if self.lease is None:
+                self._run_child(cmd)
+                return None
+            lost = threading.Event()
 
-    def _run_child(self, cmd: list[str]) -> None:
+            def on_lost() -> None:
+                lost.set()
+                self._terminate_child()
+
+            with self.lease.hold(on_lost=on_lost) as epoch:
+                if epoch is not None:
+                    self._run_child(cmd + ["--lease", self.lease.guard().token()], lost)
+                    return None
+            st = self.lease.state()
+            self.deferred += 1
+            why = f"another replica holds the retrain lease ({st.holder}, epoch {st.epoch}, {st.expires_in:.1f} s left)"
+            if st.holder != self._deferred_to:  # once per holder, not on every wake
+                log.info("retrain deferred: %s", why)
+                self._deferred_to = st.holder
+            self.last_decision = why
+            wait = max(0.2, st.expires_in + 0.1)
+            self._deferred_until = time.monotonic() + wait
+            return wait
+
+    def _terminate_child(self) -> None:
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
+    def _run_child(self, cmd: list[str], lost: Optional[threading.Event] = None) -> None:
         self.busy = True  # until the new ensemble is swapped in
         start = time.perf_counter()
         try:
@@ -211,6 +281,9 @@ class RetrainWorker:
             out, err = self._communicate(self._proc)
             if self._stop.is_set():
                 return
+            if lost is not None and lost.is_set():
+                raise RuntimeError("lost the retrain lease while the retrain ran (another replica took it over); "
+                                   "the retrain child was stopped")
             if self._proc.returncode != 0:
                 tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-5:])
                 raise RuntimeError(f"retrain process exited with {self._proc.returncode}: {tail}")
@@ -282,12 +355,18 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("workspace", type=Path)
     parser.add_argument("--db", default=None)
     parser.add_argument("--restore", default=None, choices=["progressive", "naive"])
+    parser.add_argument("--lease", default=None, help="NAME:EPOCH:HOLDER of the lease the server holds for this "
+                        "retrain: every ledger write checks it first (fencing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _exit_with_parent()
     from ..estimator import S3T
 
     model = S3T.load(args.workspace, db=args.db)
+    if args.lease:
+        from ..store.lease import LeaseGuard
+
+        model.ws_.ledger.guard = LeaseGuard.parse(args.lease)
     try:
         report = model.retrain(restore=args.restore)
     finally:

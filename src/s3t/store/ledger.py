@@ -56,6 +56,8 @@ _SHARDS = bindparam("shards", expanding=True)
 _Q_LATEST_MANIFEST = select(Manifest.version, Manifest.body).order_by(Manifest.version.desc()).limit(1)
 _Q_MAX_MANIFEST = select(func.max(Manifest.version))
 _INS_MANIFEST = insert(Manifest)  # values bound per call: building .values() costs more than the insert
+MANIFEST_CHANNEL = "s3t_manifest"  # PostgreSQL: every manifest commit NOTIFYs its version here (replicas LISTEN)
+_NOTIFY_MANIFEST = text(f"SELECT pg_notify('{MANIFEST_CHANNEL}', :version)")
 _Q_DELETED_AMONG = select(Deletion.record_id).where(Deletion.record_id.in_(bindparam("ids", expanding=True)))
 _TAINTED_SLICE_VERSIONS = select(SliceMember.slice_version_id).join(Deletion, Deletion.record_id == SliceMember.record_id)
 _Q_TAINTED_IN_SHARDS = (
@@ -149,6 +151,9 @@ class Ledger:
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self._WriteSession = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
         self.write_lock = threading.RLock()  # orders this process's threads before the database lock
+        # called inside every guarded write transaction, under the database lock, before anything
+        # else: a process working under a lease sets s3t.store.lease.LeaseGuard (fencing)
+        self.guard: Callable[[Session], None] | None = None
         migrated = None
         with self.write() as s:
             # under the write lock: processes opening a new database at once create the tables once
@@ -194,12 +199,14 @@ class Ledger:
         return erase_residue(self, attempts)
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, guarded: bool = True) -> Iterator[Session]:
         """One serialised read-then-write transaction (commits on exit, rolls back on error).
 
         The database's write lock is taken before anything is read, so every read inside sees
         all earlier commits of every process and nothing commits until this one does. Waits up
         to ``lock_timeout`` s for another writer, then raises :class:`LedgerBusyError`.
+        With ``guarded`` (the default) and a :attr:`guard` set, the guard runs first (under the
+        lock) and may refuse the transaction (a lease's fencing check; lease operations pass False).
         """
         with self.write_lock:
             try:
@@ -211,6 +218,8 @@ class Ledger:
                         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
                     elif self.dialect != "sqlite":
                         raise WorkspaceError(f"ledger database {self.dialect!r} is not supported (SQLite or PostgreSQL)")
+                    if guarded and self.guard is not None:
+                        self.guard(s)
                     yield s
             except (OperationalError, sqlite3.OperationalError) as e:
                 if _is_lock_timeout(e):
@@ -462,9 +471,16 @@ class Ledger:
         row = s.execute(_Q_LATEST_MANIFEST).first()
         return (0, {"shards": {}}) if row is None else (row.version, json.loads(row.body))
 
+    def latest_version(self) -> int:
+        """The latest committed manifest version (0: none yet): one index lookup, no body."""
+        with self.Session() as s:
+            return s.scalar(_Q_MAX_MANIFEST) or 0
+
     def add_manifest(self, s: Session, body: dict[str, Any], reason: str) -> int:
         version = (s.scalar(_Q_MAX_MANIFEST) or 0) + 1
         s.execute(_INS_MANIFEST, {"version": version, "created_at": utcnow(), "reason": reason, "body": canonical(body)})
+        if self.dialect == "postgresql":  # delivered to every listening replica when (and only if) this commits
+            s.execute(_NOTIFY_MANIFEST, {"version": str(version)})
         return version
 
     def refresh_manifest(self, reason: str) -> tuple[int, dict[str, Any]]:

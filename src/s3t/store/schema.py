@@ -17,6 +17,8 @@ deletion_requests  forget requests (idempotency key, state)
 deletions          deleted record -> request
 manifests          served manifest versions (which checkpoint each shard serves)
 receipts           hash-chained receipts of forget requests
+leases             named leases in the ledger (``retrain``: which replica runs the fleet's background
+                   retrain; holder, epoch = fencing token, expiry on the database clock; s3t.store.lease)
 
 Version 2 replaced schema 1's plain ``records.text_sha256`` and text-derived ids (a guessed
 text could be confirmed from them); ``s3t.store.migrate`` migrates a version-1 ledger.
@@ -139,3 +141,16 @@ class Receipt(Base):
     seq: Mapped[int] = mapped_column(Integer, unique=True)
     body: Mapped[str] = mapped_column(Text)  # canonical JSON (includes prev_hash)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class LeaseRow(Base):
+    """A named lease (s3t.store.lease). Added without a schema version bump: ``create_all`` adds
+    the table to an existing ledger the first time a newer s3t opens it."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)  # +1 on every acquisition: the fencing token
+    acquired_at: Mapped[float] = mapped_column(Float, default=0.0)  # database clock, seconds since 1970
+    renewed_at: Mapped[float] = mapped_column(Float, default=0.0)
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0)
