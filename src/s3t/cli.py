@@ -33,6 +33,7 @@ from .cli_config import app as config_app, config_options  # noqa: E402  (every 
 
 app.add_typer(config_app, name="config")
 from .cli_tune import register as _register_tune; _register_tune(app)  # noqa: E402,E702  (s3t tune)
+from .cli_generate import register as _register_generate; _register_generate(app)  # noqa: E402,E702  (s3t generate)
 
 
 def _progress():
@@ -58,14 +59,60 @@ def _progress():
     return bar, callback
 
 
+CHAT_MODEL = "SmolLM2-135M-Instruct"  # --task causal-lm's model when neither --model nor --config names one
+DEFAULT_DATASET = {"classification": "movie_reviews", "causal-lm": "fictitious_people"}
+TASK_DATASETS = {"classification": "movie_reviews | trec", "causal-lm": "fictitious_people | movie_dialog"}
+TASK_COLUMNS = {"classification": "text, label", "causal-lm": "prompt, response"}
+
+
+def _task_defaults(cfg, settings: dict):
+    """--task causal-lm with the encoder default as its model (no --model, none in --config): the built-in
+    chat model instead (an encoder cannot be tuned as a causal LM)."""
+    from dataclasses import replace
+
+    from .config import TrainConfig
+
+    if cfg.train.task == "causal-lm" and "train.model" not in settings and cfg.train.model == TrainConfig().model:
+        cfg = replace(cfg, train=replace(cfg.train, model=CHAT_MODEL))
+    return cfg
+
+
+def _task_records(task: str, data, source: str):
+    """The training data as ``task``'s records (what fit converts it to), or a DataError that says which
+    task the data is for: a chat dataset refused by classification and text/label data by causal-lm."""
+    from .data.chat import is_chat_records
+    from .errors import DataError
+    from .tasks import TASKS, task_spec
+
+    other = next(t for t in TASKS if t != task)
+    fix = (f"train it with --task {other}, or give {TASK_COLUMNS[task]} data (built-in: {TASK_DATASETS[task]})")
+    try:
+        records = task_spec(task).to_records(data)
+    except DataError as exc:
+        try:
+            task_spec(other).to_records(data)
+        except DataError:
+            raise exc from None
+        raise DataError(f"{source} holds {other} records ({TASK_COLUMNS[other]}), not {task} records "
+                        f"({TASK_COLUMNS[task]}): {fix}") from None
+    if is_chat_records(records) != (task == "causal-lm"):
+        raise DataError(f"{source} holds {other} records ({TASK_COLUMNS[other]}), not {task} records "
+                        f"({TASK_COLUMNS[task]}): {fix}")
+    return records
+
+
 @app.command()
 @config_options
 def train(
     workspace: Path = WorkspaceOpt,
-    data: Optional[Path] = typer.Option(None, "--data", help="Training data: CSV or JSONL with text,label[,id,subject]."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Training data: CSV or JSONL with text,label[,id,subject] "
+                                        "(--task classification) or prompt,response[,id,subject] (--task causal-lm)."),
     validation: Optional[Path] = typer.Option(None, "--validation", help="Validation data (same format); used to break ties."),
-    dataset: str = typer.Option("movie_reviews", "--dataset", help="Built-in dataset when --data is not given: movie_reviews | trec."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded subset of this many rows of the built-in dataset."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Built-in dataset when --data is not given: "
+                                          "movie_reviews (default) | trec for --task classification; fictitious_people "
+                                          "(default) | movie_dialog for --task causal-lm."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded subset of this many rows of the built-in dataset "
+                                        "(fictitious_people: the first this many people, 10 facts each)."),
     config: Optional[Path] = typer.Option(None, "--config", help="S3T config JSON (plan/train/serve, e.g. from `s3t config "
                                           "show -w WS --json`); the options below override it field by field."),
     subject_priors: Optional[Path] = typer.Option(
@@ -80,18 +127,27 @@ def train(
     Every config field is an option (plan, training, LoRA, serving: see the panels below); they
     override --config. `s3t config show -w WS` prints what a workspace was trained with.
 
+    A chat model: --task causal-lm tunes SmolLM2-135M-Instruct (unless --model names another
+    Llama-family chat model) on prompt/response records; answer with `s3t generate`.
+
     Example: s3t train -w ws --limit 3000 -m 3 -L 3 -B 3 --epochs 1 --lora-rank 4 --executor ray
+
+    Example: s3t train -w chat --task causal-lm --dataset fictitious_people --limit 12 -m 2 -L 2 -B 1
     """
     from .config import S3TConfig, with_settings
     from .data import load_builtin
     from .estimator import S3T
 
-    cfg = with_settings(S3TConfig.load(config) if config else S3TConfig(), settings or {})
+    cfg = _task_defaults(with_settings(S3TConfig.load(config) if config else S3TConfig(), settings or {}), settings or {})
+    task = cfg.train.task
     if data is None:
-        splits = load_builtin(dataset, limit=limit, seed=cfg.plan.seed)
-        train_data, val_data = splits.train, splits.validation
+        name = dataset or DEFAULT_DATASET[task]
+        splits = load_builtin(name, limit=limit, seed=cfg.plan.seed)
+        train_data, val_data = _task_records(task, splits.train, f"--dataset {name}"), splits.validation
     else:
-        train_data, val_data = data, validation
+        if dataset is not None:
+            raise typer.BadParameter("give --data or --dataset, not both", param_hint="--dataset")
+        train_data, val_data = _task_records(task, data, f"--data {data}"), validation
     priors = None
     if subject_priors is not None:
         import pandas as pd
@@ -152,6 +208,12 @@ def predict(
     if not items:
         raise typer.BadParameter("give texts as arguments or --file")
     est = S3T.load(workspace, db=db)
+    if est.config.train.task != "classification":
+        from .errors import ConfigError
+
+        raise ConfigError(f"workspace {workspace} holds a {est.config.train.task} model (train.task "
+                          f"{est.config.train.task!r}); `s3t predict` classifies texts with a classification workspace "
+                          f"only: use `s3t generate -w {workspace} PROMPT...`")
     proba = est.predict_proba(items)
     rows = [{"text": t, "label": str(est.classes_[p.argmax()]), "probabilities": {str(c): float(v) for c, v in zip(est.classes_, p)}}
             for t, p in zip(items, proba)]
@@ -421,14 +483,24 @@ def simulate(
 @app.command()
 def demo(
     workspace: Path = typer.Option(Path("s3t-demo"), "--workspace", "-w", help="Where to put the demo workspace (replaced)."),
-    limit: Optional[int] = typer.Option(6000, "--limit", help="Rows of the movie-review dataset to use (0 = all)."),
+    task: str = typer.Option("classification", "--task", help="classification: MiniLM on movie-review snippets | "
+                             "causal-lm: the SmolLM2 chat model on fictitious people."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="classification: rows of the movie-review dataset to use "
+                                        "(default 6000; 0 = all). causal-lm: fictitious people (default 16)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Train on the movie-review snippets, forget a batch of records, audit — about 10 minutes on 2 cores."""
+    """Train, forget, show it is exact, audit — about 10 minutes on 2 cores.
+
+    --task classification (default): train on the movie-review snippets, forget a person and a batch
+    of records, audit. --task causal-lm: tune the SmolLM2 chat model on fictitious people, ask about
+    a person, forget that person, ask again, audit.
+    """
     import shutil
 
     from .demo import DemoOptions, run_demo
 
+    if task not in ("classification", "causal-lm"):
+        raise typer.BadParameter(f"classification | causal-lm; got {task!r}", param_hint="--task")
     if workspace.exists():
         shutil.rmtree(workspace)
     bar, callback = _progress()
@@ -439,7 +511,14 @@ def demo(
         (bar.console if bar.live.is_started else console).print(msg, soft_wrap=True)
 
     with bar:
-        result = run_demo(DemoOptions(workspace=workspace, limit=limit or None), say=say, progress=callback)
+        if task == "causal-lm":
+            from .demo_lm import LMDemoOptions, run_lm_demo
+
+            result = run_lm_demo(LMDemoOptions(workspace=workspace, **({"people": limit} if limit else {})), say=say,
+                                 progress=callback)
+        else:
+            result = run_demo(DemoOptions(workspace=workspace, limit=6000 if limit is None else (limit or None)), say=say,
+                              progress=callback)
     if as_json:
         out.print_json(json.dumps(result, default=str))
     if not result["audit"]["ok"]:
@@ -546,8 +625,8 @@ def evaluate(
                              "s3t, Retrain, GA, NPO; TOFU-style forget quality)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run. classification: 195 training questions, m=2, L=3, "
                                "1 epoch, 5 sequential requests, under 5 minutes on 2 cores (full: 1,500 questions, m=4, "
-                               "2 epochs, about an hour). causal-lm: 12 people x 6 facts, 2 forgotten, m=2, L=2, B=1, "
-                               "2 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, hours)."),
+                               "2 epochs, about an hour). causal-lm: 16 people x 10 facts, 2 forgotten, m=2, L=2, B=1, "
+                               "4 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, L=3, hours)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the model (built-in name or local HF directory): "
                                         "an encoder for classification, a Llama-family chat model for causal-lm."),
@@ -555,12 +634,14 @@ def evaluate(
     sequential: Optional[int] = typer.Option(None, "--sequential", help="classification: successive forget requests in "
                                              "the sequential scenario (default 10, quick 5; 0 skips it)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method "
-                                          "uses (quick 2, full 1); use 1 when another job shares a 2-core machine."),
+                                          "uses (classification: quick 2, full 1; causal-lm: 1); use 1 when another "
+                                          "job shares a 2-core machine."),
     people: Optional[int] = typer.Option(None, "--people", min=2, help="causal-lm: fictitious people generated."),
     facts: Optional[int] = typer.Option(None, "--facts", min=1, max=12, help="causal-lm: facts per person."),
     forget_people: Optional[int] = typer.Option(None, "--forget-people", min=1, help="causal-lm: people forgotten "
                                                 "(one request each)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="causal-lm: training epochs of every fit."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="causal-lm: training learning rate of every fit."),
     slices: Optional[int] = typer.Option(None, "--slices", "-L", min=1, help="causal-lm: s3t slices per shard "
                                          "(divides the model's layers: 30 for SmolLM2)."),
 ) -> None:
@@ -591,7 +672,7 @@ def evaluate(
     if task not in ("classification", "causal-lm"):
         raise ConfigError(f"--task must be 'classification' or 'causal-lm'; got {task!r}")
     lm_only = {"--people": people, "--facts": facts, "--forget-people": forget_people, "--epochs": epochs,
-               "--slices": slices}
+               "--slices": slices, "--lr": lr}
     wrong = [k for k, v in ({"--limit": limit, "--sequential": sequential} if task == "causal-lm" else lm_only).items()
              if v is not None]
     if wrong:
@@ -600,7 +681,7 @@ def evaluate(
         from .evaluate import run_evaluate_lm
 
         results = run_evaluate_lm(out_dir, quick=quick, say=say, model=model, threads=threads, people=people,
-                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices)
+                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices, lr=lr)
 
         def render_lm(r):
             table = Table("method", "forget quality (KS p)", "forget answer prob", "retained answer prob",
