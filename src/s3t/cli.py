@@ -483,24 +483,14 @@ def simulate(
 @app.command()
 def demo(
     workspace: Path = typer.Option(Path("s3t-demo"), "--workspace", "-w", help="Where to put the demo workspace (replaced)."),
-    task: str = typer.Option("classification", "--task", help="classification: MiniLM on movie-review snippets | "
-                             "causal-lm: the SmolLM2 chat model on fictitious people."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="classification: rows of the movie-review dataset to use "
-                                        "(default 6000; 0 = all). causal-lm: fictitious people (default 16)."),
+    limit: Optional[int] = typer.Option(6000, "--limit", help="Rows of the movie-review dataset to use (0 = all)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Train, forget, show it is exact, audit — about 10 minutes on 2 cores.
-
-    --task classification (default): train on the movie-review snippets, forget a person and a batch
-    of records, audit. --task causal-lm: tune the SmolLM2 chat model on fictitious people, ask about
-    a person, forget that person, ask again, audit.
-    """
+    """Train on the movie-review snippets, forget a batch of records, audit — about 10 minutes on 2 cores."""
     import shutil
 
     from .demo import DemoOptions, run_demo
 
-    if task not in ("classification", "causal-lm"):
-        raise typer.BadParameter(f"classification | causal-lm; got {task!r}", param_hint="--task")
     if workspace.exists():
         shutil.rmtree(workspace)
     bar, callback = _progress()
@@ -511,14 +501,7 @@ def demo(
         (bar.console if bar.live.is_started else console).print(msg, soft_wrap=True)
 
     with bar:
-        if task == "causal-lm":
-            from .demo_lm import LMDemoOptions, run_lm_demo
-
-            result = run_lm_demo(LMDemoOptions(workspace=workspace, **({"people": limit} if limit else {})), say=say,
-                                 progress=callback)
-        else:
-            result = run_demo(DemoOptions(workspace=workspace, limit=6000 if limit is None else (limit or None)), say=say,
-                              progress=callback)
+        result = run_demo(DemoOptions(workspace=workspace, limit=limit or None), say=say, progress=callback)
     if as_json:
         out.print_json(json.dumps(result, default=str))
     if not result["audit"]["ok"]:
@@ -625,8 +608,8 @@ def evaluate(
                              "s3t, Retrain, GA, NPO; TOFU-style forget quality)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run. classification: 195 training questions, m=2, L=3, "
                                "1 epoch, 5 sequential requests, under 5 minutes on 2 cores (full: 1,500 questions, m=4, "
-                               "2 epochs, about an hour). causal-lm: 16 people x 10 facts, 2 forgotten, m=2, L=2, B=1, "
-                               "4 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, L=3, hours)."),
+                               "2 epochs, about an hour). causal-lm: 12 people x 6 facts, 2 forgotten, m=2, L=2, B=1, "
+                               "2 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, hours)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the model (built-in name or local HF directory): "
                                         "an encoder for classification, a Llama-family chat model for causal-lm."),
@@ -634,14 +617,12 @@ def evaluate(
     sequential: Optional[int] = typer.Option(None, "--sequential", help="classification: successive forget requests in "
                                              "the sequential scenario (default 10, quick 5; 0 skips it)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method "
-                                          "uses (classification: quick 2, full 1; causal-lm: 1); use 1 when another "
-                                          "job shares a 2-core machine."),
+                                          "uses (quick 2, full 1); use 1 when another job shares a 2-core machine."),
     people: Optional[int] = typer.Option(None, "--people", min=2, help="causal-lm: fictitious people generated."),
     facts: Optional[int] = typer.Option(None, "--facts", min=1, max=12, help="causal-lm: facts per person."),
     forget_people: Optional[int] = typer.Option(None, "--forget-people", min=1, help="causal-lm: people forgotten "
                                                 "(one request each)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="causal-lm: training epochs of every fit."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="causal-lm: training learning rate of every fit."),
     slices: Optional[int] = typer.Option(None, "--slices", "-L", min=1, help="causal-lm: s3t slices per shard "
                                          "(divides the model's layers: 30 for SmolLM2)."),
 ) -> None:
@@ -672,7 +653,7 @@ def evaluate(
     if task not in ("classification", "causal-lm"):
         raise ConfigError(f"--task must be 'classification' or 'causal-lm'; got {task!r}")
     lm_only = {"--people": people, "--facts": facts, "--forget-people": forget_people, "--epochs": epochs,
-               "--slices": slices, "--lr": lr}
+               "--slices": slices}
     wrong = [k for k, v in ({"--limit": limit, "--sequential": sequential} if task == "causal-lm" else lm_only).items()
              if v is not None]
     if wrong:
@@ -681,7 +662,7 @@ def evaluate(
         from .evaluate import run_evaluate_lm
 
         results = run_evaluate_lm(out_dir, quick=quick, say=say, model=model, threads=threads, people=people,
-                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices, lr=lr)
+                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices)
 
         def render_lm(r):
             table = Table("method", "forget quality (KS p)", "forget answer prob", "retained answer prob",
