@@ -9,6 +9,7 @@ error response, documented with one shape, is raised as :class:`APIError`::
 
     with Client("http://127.0.0.1:8000", token=FORGET_TOKEN, read_token=READ_TOKEN) as api:
         api.predict(["a gorgeous, moving film"]).labels          # ['pos']
+        api.generate(["Where was Velmora Quistane born?"]).answers[0].text   # a causal-LM workspace
         receipt = api.forget(record_ids=["mr-1234"])              # 202: exact before it returns
         assert receipt_ok(receipt)                                # the hash covers every other field
         api.wait_for(receipt.request_id, "retrained")             # follows the schema's link
@@ -36,8 +37,8 @@ from pydantic import BaseModel, ValidationError
 
 from .service.dashboard_schemas import DashboardData
 from .service.schemas import (
-    AuditResponse, Certificate, ErrorResponse, ForgetState, Health, PredictResponse, Receipt, RequestState,
-    SigningKeys, StatusResponse,
+    AuditResponse, Certificate, ErrorResponse, ForgetState, GenerateResponse, Health, PredictResponse, Receipt,
+    RequestState, SigningKeys, StatusResponse,
 )
 
 __all__ = ["APIError", "Client", "ProtocolError", "receipt_ok"]
@@ -129,6 +130,14 @@ class Client:
     def predict(self, texts: Sequence[str]) -> PredictResponse:
         """``POST /predict``: labels, class probabilities, the served prefix per shard."""
         return self._call("POST", "/predict", PredictResponse, 200, self._reader(), json={"texts": list(texts)})
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, combine: str = "probs",
+                 temperature: float = 0.0, top_k: int = 0, seed: int = 0) -> GenerateResponse:
+        """``POST /generate`` (a causal-LM workspace): one answer per prompt, each with its token count, finish
+        reason and the manifest version and served prefixes that wrote it. A classifier workspace answers 409."""
+        body = {"prompts": list(prompts), "max_new_tokens": max_new_tokens, "combine": combine,
+                "temperature": temperature, "top_k": top_k, "seed": seed}
+        return self._call("POST", "/generate", GenerateResponse, 200, self._reader(), json=body)
 
     def forget(self, record_ids: Optional[Sequence[str]] = None, subject: Optional[str] = None) -> Receipt:
         """``POST /forget`` (forget token): exactly one of ``record_ids`` or ``subject``. The receipt

@@ -9,13 +9,16 @@ every status documented, body and content type as documented for that status, va
 accepted, invalid data rejected, auth not ignored (each security scheme gets its own token),
 a linked resource found, undocumented methods refused with ``Allow``.
 
-It runs twice: over the fitted tiny workspace with /predict open (SQLite ledger), and over the
-same fit on PostgreSQL with /predict behind the read token (PostgreSQL refuses some strings
-SQLite stores, e.g. a NUL). The seed is fixed and the examples are bounded, so a run is
-reproducible (one Schemathesis worker; about 1,600 requests, 20 s each on two cores). Forget
-bodies that name record ids may name real ones instead (drawn by Hypothesis, so seeded): from
-shard 0 only, so that shard 1 keeps /predict live (a 503 there is documented, but the fuzzer
-would learn nothing more about /predict).
+It runs three times: over the fitted tiny workspace with /predict open (SQLite ledger), over the
+same fit on PostgreSQL with /predict behind the read token (PostgreSQL refuses some strings SQLite
+stores, e.g. a NUL), and over a causal-LM workspace (a tiny random Llama; SQLite), where /generate
+answers (behind the read token) and /predict is the documented 409 (on the classifier workspaces it
+is the other way round). The seed is fixed and the examples are bounded, so a run is reproducible
+(one Schemathesis worker; about 1,600 requests, 20 s each on two cores). Forget bodies that name
+record ids may name real ones instead (drawn by Hypothesis, so seeded): from shard 0 only, so that
+shard 1 keeps /predict and /generate live (a 503 there is documented, but the fuzzer would learn
+nothing more). The causal-LM server runs with its own small bounds (S3T_MAX_NEW_TOKENS=3,
+S3T_MAX_PROMPTS=3), which its schema shows, so each generation the fuzzer asks for is short.
 
 The engine is Schemathesis' own (``schemathesis.engine``, what ``st run`` drives): its pytest
 integration for schemas loaded from a fixture does not run under pytest 9.
@@ -23,6 +26,7 @@ integration for schemas loaded from a fixture does not run under pytest 9.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import hypothesis.strategies as st
@@ -31,8 +35,8 @@ import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
 from s3t.service import create_app
-from tests.conftest import tiny_config
-from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixtures)
+from tests.conftest import chat_rows, make_tiny_llama, tiny_config
+from tests.fitted_copy import copy_workspace, fitted_template, fitted_ws  # noqa: F401  (fixtures)
 from tests.pg import pg, require_pg  # noqa: F401  (fixture)
 from tests.service.conftest import READ_TOKEN, TOKEN
 
@@ -72,14 +76,37 @@ def real_forgets(record_ids: list[str]):
     return flatmap_body
 
 
-@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite-open-predict", "postgres-protected-predict"])
-def contract_app(request, tmp_path):
+@pytest.fixture(scope="module")
+def chat_contract_template(tmp_path_factory):
+    """A fitted causal-LM workspace on a tiny random Llama with 4,096 positions (the fixture's Llama has
+    256: a long generated prompt would not fit, a documented 422 the fuzzer would call valid data refused)."""
+    from s3t import S3T
+
+    root = tmp_path_factory.mktemp("chat-contract")
+    model = make_tiny_llama(root / "llama", 6)
+    cfg_file = root / "llama" / "config.json"
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "max_position_embeddings": 4096}))
+    est = S3T(tiny_config(model, shards=2, slices=2, budget=1, epochs=1, task="causal-lm"), workspace=root / "ws")
+    est.fit(chat_rows(8), validation=[{**r, "id": f"val-{r['id']}"} for r in chat_rows(2, seed=5)])
+    est.ws_.ledger.close()
+    return root / "ws"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "causal-lm"],
+                ids=["sqlite-open-predict", "postgres-protected-predict", "causal-lm-sqlite"])
+def contract_app(request, tmp_path, monkeypatch):
     """The app as ``make_client`` builds it, over the fitted tiny workspace (SQLite ledger, /predict
-    open), or over the same fit on PostgreSQL with /predict behind the read token. Schemathesis
-    starts the app's lifespan on the first request and its pytest plugin ends it after the test."""
+    open), over the same fit on PostgreSQL with /predict behind the read token, or over a causal-LM
+    workspace (SQLite, /predict and /generate behind the read token). Schemathesis starts the app's
+    lifespan on the first request and its pytest plugin ends it after the test."""
     kwargs = {"token": TOKEN, "read_token": READ_TOKEN, "background": False}
     if request.param == "sqlite":
         workspace, db = request.getfixturevalue("fitted_ws").ws_.path, None
+    elif request.param == "causal-lm":
+        workspace, db = copy_workspace(request.getfixturevalue("chat_contract_template"), tmp_path / "chat-ws"), None
+        monkeypatch.setenv("S3T_MAX_NEW_TOKENS", "3")
+        monkeypatch.setenv("S3T_MAX_PROMPTS", "3")
+        kwargs["protect_predict"] = True  # /generate's answers are checked for an ignored token too
     else:
         from s3t import S3T
 
@@ -150,9 +177,15 @@ def test_the_api_keeps_its_documented_contract(api_schema, contract_app):
     # the run reached the API's behaviour, not only its refusals: authenticated calls answered,
     # real forgets accepted and their state read back through the link
     seen = report["statuses"]
-    for label, status in [("POST /predict", 200), ("POST /forget", 202), ("GET /forget/{request_id}", 200),
+    # the workspace's own task answers; the other task's endpoint is the documented 409 for a valid body
+    answers, refuses = (("POST /predict", "POST /generate") if contract_app.state.model.config.train.task == "classification"
+                        else ("POST /generate", "POST /predict"))
+    for label, status in [(answers, 200), ("POST /forget", 202), ("GET /forget/{request_id}", 200),
                           ("GET /status", 200), ("GET /audit", 200), ("GET /dashboard/data", 200), ("GET /healthz", 200),
-                          ("POST /forget", 401), ("GET /status", 401), ("POST /predict", 422), ("POST /forget", 422)]:
+                          ("POST /forget", 401), ("GET /status", 401), ("POST /predict", 422), ("POST /forget", 422),
+                          ("POST /generate", 422), (refuses, 409)]:
         assert seen[label, status], (label, status, dict(seen))
-    assert bool(seen["POST /predict", 401]) == contract_app.state.protect_predict
+    assert not seen[answers, 409] and not seen[refuses, 200]
+    # Schemathesis checks that the token is not ignored by re-sending a request that succeeded without it
+    assert bool(seen[answers, 401]) == contract_app.state.protect_predict
     assert contract_app.state.model.ws_.ledger.deleted_ids(), "no generated forget named a real record"

@@ -48,6 +48,7 @@ from . import schemas as sc
 from ..store.lease import DEFAULT_TTL, RETRAIN, Lease
 from .auth import require_forget_token, require_read_token, resolve_read_token, resolve_token
 from .fence import LedgerUnreachableError, ManifestFence, ManifestListener, catch_up, snapshot
+from .generate_routes import generate_router, require_task
 from .web import add_dashboard
 from .worker import RetrainWorker, pending_requests, recover_on_startup
 
@@ -245,6 +246,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
               operation_id="predict", dependencies=[reader] if protect_predict else [],
               responses={**(AUTH_ERRORS if protect_predict else ERRORS), **TOO_LARGE})
     def predict(req: sc.PredictRequest) -> sc.PredictResponse:
+        require_task(model, "classification")  # a causal-LM workspace answers POST /generate
         ens = model.ensemble_
         fence_now = app.state.fence  # the fence in use (scripts/replicas_bench.py switches it to measure its cost)
         if fence_now is not None:  # the latest version committed before this request arrived (or later)
@@ -343,6 +345,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     def healthz() -> sc.Health:
         return sc.Health()
 
+    app.include_router(generate_router(model, [reader] if protect_predict else [], protected=protect_predict))
     add_dashboard(app, model, lambda: _worker_status(worker), lambda: pending_requests(model), reader, AUTH_ERRORS)
     return app
 

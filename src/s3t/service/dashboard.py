@@ -108,8 +108,8 @@ class AccuracyCache:
             version = ens.manifest_version
             if version in self.values:
                 return version, self.values[version], len(texts)
-            if not texts:
-                return version, None, 0
+            if not texts or model.config.train.task != "classification":  # a chat model has no labels to predict
+                return version, None, len(texts)
             try:
                 pred = model.predict_proba(texts).argmax(-1)
                 acc: Optional[float] = float(sum(int(p == y) for p, y in zip(pred, labels)) / len(labels))

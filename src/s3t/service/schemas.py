@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, StringConstraints,
+                      model_validator)
 
 MAX_TEXTS = 1024  # per /predict request
 MAX_IDS = 10_000  # per /forget request
@@ -57,6 +58,63 @@ class PredictResponse(BaseModel):
                          "(by any replica sharing the ledger) before this request arrived.")
     checkpoints: dict[str, str] = Field(
         ..., description="Per shard that answered, the checkpoint that answered (the manifest's entry for that shard).")
+
+
+MAX_PROMPTS = 16  # per /generate request (S3T_MAX_PROMPTS lowers or raises it per server)
+MAX_NEW_TOKENS = 512  # per /generate answer (S3T_MAX_NEW_TOKENS)
+MAX_PROMPT_CHARS = 4_000  # per prompt (about 1,000 tokens of English)
+MAX_SEED = 2 ** 32 - 1
+
+
+def _prompt(value: str) -> str:
+    if not value.strip():
+        raise ValueError("empty or whitespace only (a prompt needs text)")
+    return value
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes numbers like ``5.0``; StrictInt alone would refuse them (strings and
+    booleans stay refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+Prompt = Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_unicode_text),
+                   AfterValidator(_prompt), Field(json_schema_extra={"pattern": "\\S"})]
+
+
+class GenerateRequest(BaseModel):
+    """Prompts for ``POST /generate`` (a causal-LM workspace) and how to decode them. The server's bounds
+    on ``prompts`` and ``max_new_tokens`` are in its /openapi.json (see :mod:`s3t.service.generate_routes`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"prompts": ["Where was Velmora Quistane born?"], "max_new_tokens": 32}]})
+
+    prompts: list[Prompt] = Field(..., min_length=1, max_length=MAX_PROMPTS,
+                                  description="Prompts, each answered as one user turn in the model's chat template.")
+    max_new_tokens: JsonInt = Field(64, ge=1, le=MAX_NEW_TOKENS, description="Tokens generated per answer at most.")
+    combine: Literal["probs", "logprobs"] = Field(
+        "probs", description="How the live shards' next-token distributions mix: mean of probabilities, or of "
+                             "log-probabilities (renormalised).")
+    temperature: Annotated[float, Field(strict=True, ge=0, le=100)] = Field(
+        0.0, description="0: greedy; above 0: sample from the mixed distribution at this temperature.")
+    top_k: JsonInt = Field(0, ge=0, le=1_000_000, description="With sampling, keep only the k likeliest tokens (0 = all).")
+    seed: JsonInt = Field(0, ge=0, le=MAX_SEED, description="Seed of each answer's sampling generator (same seed, "
+                                                               "same answer).")
+
+
+class GeneratedAnswer(BaseModel):
+    text: str = Field(..., description="The answer (special tokens removed).")
+    tokens: int = Field(..., description="Tokens generated (the end-of-turn token not counted).")
+    finish_reason: Literal["stop", "length"] = Field(
+        ..., description="stop: the model ended its turn; length: max_new_tokens reached.")
+    manifest_version: int = Field(..., description="The served manifest whose members wrote this whole answer.")
+    served: dict[str, int] = Field(
+        ..., description="Per shard, the length of the served prefix that took part (0 = shard out of service).")
+
+
+class GenerateResponse(BaseModel):
+    answers: list[GeneratedAnswer] = Field(..., description="One answer per prompt, in order.")
 
 
 def _forget_schema(schema: dict[str, Any]) -> None:
