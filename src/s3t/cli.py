@@ -526,6 +526,9 @@ def serve(
     restore: Optional[str] = typer.Option(
         None, "--restore", help="progressive (dead shards get stage 1 first, then best sequences grow stage by stage, each "
         "swapped in at once) | naive (everything, swapped in at the end). Default: the workspace's serve.restore."),
+    lease_ttl: Optional[float] = typer.Option(
+        None, "--lease-ttl", min=1.0, help="Replicas on one ledger: seconds the fleet's retrain lease lasts unless its "
+        "holder renews it (every ttl/4); a dead holder's lease is taken over after this. Default: S3T_LEASE_TTL, else 20."),
 ) -> None:
     """Serve predict / forget / status / audit and the dashboard over HTTP (FastAPI + uvicorn); API docs at /docs.
 
@@ -542,7 +545,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(workspace, db=db, background=background, protect_predict=protect_predict,
-                           retrain_policy=retrain_policy, restore=restore),
+                           retrain_policy=retrain_policy, restore=restore, lease_ttl=lease_ttl),
                 host=host, port=port, log_level="info")
 
 
@@ -559,6 +562,9 @@ def bench(
     restart: bool = typer.Option(False, "--restart", help="Discard the pieces an interrupted run kept in OUT/work and start over."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep OUT/work (fitted workspaces, baselines, per-part "
                                    "results) when the run completes."),
+    tuned: Optional[Path] = typer.Option(None, "--tuned", exists=True, dir_okay=False, help="A `s3t tune --bench` result "
+                                         "(JSON): each method trains with its validation-chosen settings (checked to be "
+                                         "this run's split)."),
     only: Optional[str] = typer.Option(None, "--only", help="Run one part alone: P3 (test accuracy), P8 (deletion "
                                        "traffic: a stream of subject deletions with the background retrain running, "
                                        "every method) or P9 (the chat model: training CPU per sequence vs SISA, "
@@ -587,7 +593,8 @@ def bench(
         _emit(result, as_json, lambda r: console.print_json(data={k: r[k] for k in ("training", "generation", "forget")}))
         return
     results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
-                        deletions=deletions, threads=threads, restart=restart, keep_work=keep_work, only=only)
+                        deletions=deletions, threads=threads, restart=restart, keep_work=keep_work, only=only,
+                        tuned=tuned)
 
     def render(r):
         table = Table("part", "metric", "measured", "target", "met", title=f"s3t bench ({r['mode']})")
