@@ -99,9 +99,9 @@ def capture_fit(monkeypatch):
     return seen
 
 
-def invoke_train(tmp_path, *args):
-    data = tmp_path / "train.csv"
-    data.write_text("text,label\na,pos\nb,neg\n")
+def invoke_train(tmp_path, *args, chat: bool = False):
+    data = tmp_path / "train.csv"  # the data of the task the options name (causal-lm refuses text/label rows)
+    data.write_text("prompt,response\nq,a\nr,b\n" if chat else "text,label\na,pos\nb,neg\n")
     return runner.invoke(app, ["train", "-w", str(tmp_path / "ws"), "--data", str(data), *args])
 
 
@@ -111,7 +111,7 @@ def test_every_option_reaches_the_config_and_overrides_the_file(tmp_path, captur
     args = ["--config", str(from_file)]
     for path, (text, _) in VALUES.items():
         args += [FLAGS[path]] if text is None else [option_for(path).opts[0], text]
-    result = invoke_train(tmp_path, *args)
+    result = invoke_train(tmp_path, *args, chat=VALUES["train.task"][1] == "causal-lm")
     assert isinstance(result.exception, Captured), result.output
     got = capture_fit[0].to_dict()
     for path, (_, value) in VALUES.items():
