@@ -615,8 +615,8 @@ def evaluate(
                              "s3t, Retrain, GA, NPO; TOFU-style forget quality)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run. classification: 195 training questions, m=2, L=3, "
                                "1 epoch, 5 sequential requests, under 5 minutes on 2 cores (full: 1,500 questions, m=4, "
-                               "2 epochs, about an hour). causal-lm: 12 people x 6 facts, 2 forgotten, m=2, L=2, B=1, "
-                               "2 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, hours)."),
+                               "2 epochs, about an hour). causal-lm: 16 people x 10 facts, 2 forgotten, m=2, L=2, B=1, "
+                               "4 epochs, about 30 minutes on 2 busy cores (full: 40 x 10, 4 forgotten, L=3, hours)."),
     as_json: bool = JsonOpt,
     model: Optional[str] = typer.Option(None, "--model", help="Override the model (built-in name or local HF directory): "
                                         "an encoder for classification, a Llama-family chat model for causal-lm."),
@@ -624,12 +624,14 @@ def evaluate(
     sequential: Optional[int] = typer.Option(None, "--sequential", help="classification: successive forget requests in "
                                              "the sequential scenario (default 10, quick 5; 0 skips it)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Override the torch thread count every method "
-                                          "uses (quick 2, full 1); use 1 when another job shares a 2-core machine."),
+                                          "uses (classification: quick 2, full 1; causal-lm: 1); use 1 when another "
+                                          "job shares a 2-core machine."),
     people: Optional[int] = typer.Option(None, "--people", min=2, help="causal-lm: fictitious people generated."),
     facts: Optional[int] = typer.Option(None, "--facts", min=1, max=12, help="causal-lm: facts per person."),
     forget_people: Optional[int] = typer.Option(None, "--forget-people", min=1, help="causal-lm: people forgotten "
                                                 "(one request each)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="causal-lm: training epochs of every fit."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="causal-lm: training learning rate of every fit."),
     slices: Optional[int] = typer.Option(None, "--slices", "-L", min=1, help="causal-lm: s3t slices per shard "
                                          "(divides the model's layers: 30 for SmolLM2)."),
 ) -> None:
@@ -660,7 +662,7 @@ def evaluate(
     if task not in ("classification", "causal-lm"):
         raise ConfigError(f"--task must be 'classification' or 'causal-lm'; got {task!r}")
     lm_only = {"--people": people, "--facts": facts, "--forget-people": forget_people, "--epochs": epochs,
-               "--slices": slices}
+               "--slices": slices, "--lr": lr}
     wrong = [k for k, v in ({"--limit": limit, "--sequential": sequential} if task == "causal-lm" else lm_only).items()
              if v is not None]
     if wrong:
@@ -669,7 +671,7 @@ def evaluate(
         from .evaluate import run_evaluate_lm
 
         results = run_evaluate_lm(out_dir, quick=quick, say=say, model=model, threads=threads, people=people,
-                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices)
+                                  facts=facts, forget_people=forget_people, epochs=epochs, slices=slices, lr=lr)
 
         def render_lm(r):
             table = Table("method", "forget quality (KS p)", "forget answer prob", "retained answer prob",

@@ -225,6 +225,12 @@ def test_batched_ensemble_scores_equal_score_responses(tmp_path, tiny_llama):
     assert len(LMView.of_s3t(est).members) == 2
     assert got.logp == pytest.approx([w.ensemble for w in want], abs=1e-4)
     assert got.tokens.tolist() == [w.tokens for w in want]
+    view = LMView.of_s3t(est)
+    prompt, answers = pairs[0][0], ["person1 lives in rome .", "person1 lives in oslo , i think", "x"]
+    shared = view.score_answers(prompt, answers, max_length=128)  # the prompt run once, from the model's cache
+    alone = view.score([(prompt, a) for a in answers], max_length=128, batch_size=1)
+    assert shared.logp == pytest.approx(alone.logp, abs=1e-4)
+    assert shared.tokens.tolist() == alone.tokens.tolist() and shared.hits.tolist() == alone.hits.tolist()
 
 
 def test_report_and_plot_written(run):

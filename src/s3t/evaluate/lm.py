@@ -91,11 +91,8 @@ class LMRun:
     def _questions(self, view, qs: list[Question], forget: bool) -> dict[str, Any]:
         import numpy as np
 
-        k = self.cfg.perturbed
-        pairs = [(q.prompt, a) for q in qs for a in (q.answer, *q.perturbed)]
-        s = view.score(pairs, self.cfg.max_length, self.cfg.score_batch)
-        shape = (len(qs), k + 1)
-        logp, tokens, hits = s.logp.reshape(shape), s.tokens.reshape(shape), s.hits.reshape(shape)
+        scored = [view.score_answers(q.prompt, (q.answer, *q.perturbed), self.cfg.max_length) for q in qs]
+        logp, tokens, hits = (np.stack([getattr(s, f) for s in scored]) for f in ("logp", "tokens", "hits"))
         asked = qs[: self.cfg.generate_eval]
         answers = view.generate([q.prompt for q in asked], self.cfg.max_new_tokens)
         rouge = [rouge_l_recall(a, q.answer) for a, q in zip(answers, asked)]

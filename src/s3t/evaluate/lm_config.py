@@ -82,16 +82,17 @@ class LMEvaluateConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "LMEvaluateConfig":
-        """About 30 minutes on 2 shared cores with SmolLM2-135M: 12 people x 6 facts, 2 forgotten, m=2, L=2, B=1,
-        2 epochs, 8 retained questions and 8 chat pairs scored, 3 wrong answers per question."""
-        base = cls(people=12, facts=6, slices=2, retain_eval=8, chat_eval=8, generate_eval=3)
+        """About half an hour on 2 shared cores with SmolLM2-135M and one thread: 16 people x 10 facts, 2 forgotten
+        (20 forget-set questions), m=2, L=2, B=1, 4 epochs in batches of 4 at lr 5e-3; 12 retained questions and 12
+        chat pairs scored, 3 wrong answers per question, 3 greedy answers per set."""
+        base = cls(people=16, facts=10, slices=2, epochs=4, lr=5e-3, batch_size=4, generate_eval=3)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     @classmethod
     def full(cls, **overrides: Any) -> "LMEvaluateConfig":
-        """Hours on 2 cores: 40 people x 10 facts, 4 forgotten, m=2, L=3, 3 epochs, 5 wrong answers per question."""
-        base = cls(mode="full", people=40, facts=10, forget_people=4, epochs=3, perturbed=5, retain_eval=40,
-                   chat_eval=40, generate_eval=10)
+        """Hours on 2 cores: 40 people x 10 facts, 4 forgotten, m=2, L=3, 5 epochs, 5 wrong answers per question."""
+        base = cls(mode="full", people=40, facts=10, forget_people=4, epochs=5, lr=5e-3, batch_size=4, perturbed=5,
+                   retain_eval=40, chat_eval=40, generate_eval=10)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def method_config(self, method: str) -> dict[str, Any]:

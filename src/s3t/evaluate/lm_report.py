@@ -97,8 +97,8 @@ def plot(r: dict[str, Any], out: Path) -> str:
     import numpy as np
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    def log_axis(axis) -> None:
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    def log_axis(axis, subs=(1.0, 2.0, 5.0)) -> None:
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
 
@@ -110,6 +110,7 @@ def plot(r: dict[str, Any], out: Path) -> str:
     for m in methods:
         tr = rows[m]["forget"].get("truth_ratios")
         if not tr:
+            ax.plot([], [], color=colors[m], label=f"{m} (no live model)")
             continue
         x = np.sort(np.asarray(tr))
         p = rows[m].get("forget_quality", {}).get("p_value", float("nan"))
@@ -122,9 +123,16 @@ def plot(r: dict[str, Any], out: Path) -> str:
     ax.set_title("Truth-ratio distributions (KS p vs Retrain)", fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[1]
+    known = [row.get("forget_quality", {}).get("p_value") for row in rows.values()]
+    floor = min([x for x in known if not _bad(x)] + [1e-2]) / 10  # where a method without a live model is drawn
     for m in methods:
         p, rte = rows[m].get("forget_quality", {}).get("p_value"), rows[m]["RTE"]
-        if _bad(p) or m in ("retrain", "original"):
+        if m in ("retrain", "original"):
+            continue
+        if _bad(p):
+            ax.scatter(max(rte, 1e-4), floor, color=colors[m], marker="x", s=50)
+            ax.annotate(f"{m}: no live model", (max(rte, 1e-4), floor), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
             continue
         ax.scatter(max(rte, 1e-4), max(p, 1e-12), color=colors[m], s=50)
         ax.annotate(m, (max(rte, 1e-4), max(p, 1e-12)), fontsize=8, xytext=(4, 4), textcoords="offset points")
@@ -134,7 +142,7 @@ def plot(r: dict[str, Any], out: Path) -> str:
     ax.axvline(rows["retrain"]["RTE"], color=colors["retrain"], ls="--", lw=1, label="Retrain's time")
     ax.axhline(0.05, color="red", ls=":", lw=1, label="p = 0.05")
     ax.set_xscale("log"), ax.set_yscale("log")
-    log_axis(ax.xaxis)
+    log_axis(ax.xaxis, (1.0,))
     ax.set_xlabel("forget time (s, log)"), ax.set_ylabel("forget quality: KS p-value (log, higher = better)")
     ax.set_title("Forget quality vs forget time", fontsize=10)
     ax.legend(fontsize=8)

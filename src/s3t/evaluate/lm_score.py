@@ -7,7 +7,10 @@ tokenised as in training (:func:`~s3t.train.objectives.chat_tokens`: the chat te
 response and its end-of-turn token), every member gives next-token log-probabilities at the
 response positions, and the view's distribution is their mean of probabilities — what
 :meth:`S3T.score_responses` and greedy generation use (``combine='probs'``); for one member it
-is that member's.
+is that member's. :meth:`LMView.score_answers` scores several answers to one question and runs
+the shared prompt once per member (the model's own key/value cache), then only the answers:
+the same numbers as :meth:`LMView.score` for a fraction of the work (a chat prompt with its
+system turn is longer than a short answer).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..train.batches import bucket_batches
+from ..train.batches import bucket_batches, pad_ids
 from ..train.objectives import chat_tokens, response_positions
 from ..train.stage import Examples
 
@@ -89,6 +92,37 @@ class LMView:
             hit_sum = torch.zeros(len(batch), dtype=torch.long).index_add(0, rows, hits)
             out.logp[batch], out.tokens[batch], out.hits[batch] = logp_sum.numpy(), counts.numpy(), hit_sum.numpy()
         return out
+
+    @torch.no_grad()
+    def score_answers(self, prompt: str, answers: Sequence[str], max_length: int) -> Scores:
+        """:meth:`score` of ``[(prompt, a) for a in answers]``, the prompt run once per member."""
+        enc = [chat_tokens(self.tokenizer, prompt, a, max_length) for a in answers]
+        start = enc[0][1]
+        if not self.members or any(s != start or ids[:s] != enc[0][0][:s] for ids, s in enc):
+            return self.score([(prompt, a) for a in answers], max_length, len(answers))  # (truncated prompts)
+        n, shared = len(answers), torch.tensor([enc[0][0][:start]])
+        responses = [ids[start:] for ids, _ in enc]
+        ids, mask = pad_ids(responses, self.pad_id)
+        mask = torch.cat([torch.ones((n, start), dtype=mask.dtype), mask], 1)
+        rows = torch.tensor([r for r, resp in enumerate(responses) for _ in resp])
+        cols = torch.tensor([j for resp in responses for j in range(len(resp))])
+        targets = torch.tensor([t for resp in responses for t in resp])
+        mixed = None
+        for model in self.members:
+            trunk = model.encoder.model  # the decoder stack with its adapters in place (peft injects them)
+            head = trunk(input_ids=shared, use_cache=True)
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(n)
+            tail = trunk(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
+            before = torch.cat([head.last_hidden_state[:, -1:].expand(n, 1, -1), tail[:, :-1]], 1)  # state before each token
+            logp = torch.log_softmax(model.lm_logits(before[rows, cols]), -1)
+            mixed = logp if mixed is None else torch.logaddexp(mixed, logp)
+        mixed = mixed - math.log(len(self.members))
+        token_logp = mixed.gather(1, targets[:, None])[:, 0]
+        hits = (mixed.argmax(-1) == targets).to(torch.long)
+        return Scores(torch.zeros(n, dtype=token_logp.dtype).index_add(0, rows, token_logp).numpy(),
+                      np.array([len(r) for r in responses]),
+                      torch.zeros(n, dtype=torch.long).index_add(0, rows, hits).numpy())
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         """Greedy answers (an empty list without a live member)."""
