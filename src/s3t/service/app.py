@@ -47,7 +47,7 @@ from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
 from ..store.lease import DEFAULT_TTL, RETRAIN, Lease
 from .auth import require_forget_token, require_read_token, resolve_read_token, resolve_token
-from .fence import LedgerUnreachableError, ManifestFence, ManifestListener, catch_up, snapshot
+from .fence import ManifestFence, ManifestListener, pass_fence, snapshot
 from .generate_routes import generate_router, require_task
 from .web import add_dashboard
 from .worker import RetrainWorker, pending_requests, recover_on_startup
@@ -248,15 +248,8 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     def predict(req: sc.PredictRequest) -> sc.PredictResponse:
         require_task(model, "classification")  # a causal-LM workspace answers POST /generate
         ens = model.ensemble_
-        fence_now = app.state.fence  # the fence in use (scripts/replicas_bench.py switches it to measure its cost)
-        if fence_now is not None:  # the latest version committed before this request arrived (or later)
-            floor = fence_now.latest()
-            try:
-                catch_up(model, floor)
-            except errors.S3TError:
-                raise
-            except Exception as exc:  # the ledger went away between the fence and the swap
-                raise LedgerUnreachableError(f"cannot swap to manifest version {floor}: {exc}") from exc
+        # the fence in use (scripts/replicas_bench.py switches it to measure its cost)
+        pass_fence(app.state.fence, model)
         for _ in range(5):  # the member table this prediction used (retry if swapped meanwhile)
             version, members = snapshot(model)
             proba = ens.predict_proba(req.texts)

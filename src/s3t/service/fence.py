@@ -147,6 +147,22 @@ def catch_up(model: Any, floor: int) -> None:
         model._sync()  # reads the latest manifest (>= floor) and swaps; never goes back
 
 
+def pass_fence(fence: Optional["ManifestFence"], model: Any) -> None:
+    """Before answering a request: with a fence (replicas), swap to at least the latest manifest
+    committed before the request arrived; a ledger that cannot be read is a 503, never a stale answer."""
+    if fence is None:
+        return
+    from ..errors import S3TError
+
+    floor = fence.latest()
+    try:
+        catch_up(model, floor)
+    except S3TError:
+        raise
+    except Exception as exc:  # the ledger went away between the fence and the swap
+        raise LedgerUnreachableError(f"cannot swap to manifest version {floor}: {exc}") from exc
+
+
 class ManifestListener:
     """PostgreSQL ``LISTEN`` on the manifest and lease channels, on a dedicated connection and
     thread: ``on_manifest(version)`` / ``on_lease(name)`` run on that thread. Reconnects with

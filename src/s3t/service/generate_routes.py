@@ -75,18 +75,9 @@ def request_model(max_prompts: int, max_new_tokens: int) -> type[sc.GenerateRequ
 
 def _fence(request: Request, model) -> None:
     """As /predict: with the app's manifest fence (replicas), catch up with the latest committed manifest first."""
-    fencer = getattr(request.app.state, "fence", None)
-    if fencer is None:
-        return
-    from .fence import LedgerUnreachableError, catch_up
+    from .fence import pass_fence
 
-    floor = fencer.latest()
-    try:
-        catch_up(model, floor)
-    except errors.S3TError:
-        raise
-    except Exception as exc:  # the ledger went away between the fence and the swap
-        raise LedgerUnreachableError(f"cannot swap to manifest version {floor}: {exc}") from exc
+    pass_fence(getattr(request.app.state, "fence", None), model)
 
 
 def generate_router(model, dependencies: Optional[Sequence] = None, protected: bool = False) -> APIRouter:
