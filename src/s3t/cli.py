@@ -483,14 +483,24 @@ def simulate(
 @app.command()
 def demo(
     workspace: Path = typer.Option(Path("s3t-demo"), "--workspace", "-w", help="Where to put the demo workspace (replaced)."),
-    limit: Optional[int] = typer.Option(6000, "--limit", help="Rows of the movie-review dataset to use (0 = all)."),
+    task: str = typer.Option("classification", "--task", help="classification: MiniLM on movie-review snippets | "
+                             "causal-lm: the SmolLM2 chat model on fictitious people."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="classification: rows of the movie-review dataset to use "
+                                        "(default 6000; 0 = all). causal-lm: fictitious people (default 12)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Train on the movie-review snippets, forget a batch of records, audit — about 10 minutes on 2 cores."""
+    """Train, forget, show it is exact, audit.
+
+    --task classification (default): train on the movie-review snippets, forget a person and a batch
+    of records, audit (about 10 minutes on 2 cores). --task causal-lm: tune the SmolLM2 chat model on
+    fictitious people, ask about a person, forget that person, ask again, audit (2 to 4 minutes).
+    """
     import shutil
 
     from .demo import DemoOptions, run_demo
 
+    if task not in ("classification", "causal-lm"):
+        raise typer.BadParameter(f"classification | causal-lm; got {task!r}", param_hint="--task")
     if workspace.exists():
         shutil.rmtree(workspace)
     bar, callback = _progress()
@@ -501,7 +511,14 @@ def demo(
         (bar.console if bar.live.is_started else console).print(msg, soft_wrap=True)
 
     with bar:
-        result = run_demo(DemoOptions(workspace=workspace, limit=limit or None), say=say, progress=callback)
+        if task == "causal-lm":
+            from .demo_lm import LMDemoOptions, run_lm_demo
+
+            result = run_lm_demo(LMDemoOptions(workspace=workspace, **({"people": limit} if limit else {})), say=say,
+                                 progress=callback)
+        else:
+            result = run_demo(DemoOptions(workspace=workspace, limit=6000 if limit is None else (limit or None)), say=say,
+                              progress=callback)
     if as_json:
         out.print_json(json.dumps(result, default=str))
     if not result["audit"]["ok"]:
