@@ -33,8 +33,14 @@ from .errors import ConfigError
 
 def _classification_records(data: Any, label_names=None, id_prefix: str = "row-"):
     from .data import to_records
+    from .data.chat import is_chat_records
+    from .errors import DataError
 
-    return to_records(data, label_names=label_names, id_prefix=id_prefix)
+    records = to_records(data, label_names=label_names, id_prefix=id_prefix)
+    if is_chat_records(records):  # else it would train a one-class classifier on JSON texts
+        raise DataError("these are chat records (prompt/response): train them with train.task 'causal-lm' "
+                        "(s3t train --task causal-lm); classification needs text/label records")
+    return records
 
 
 def _chat_records(data: Any, label_names=None, id_prefix: str = "row-"):
