@@ -19,11 +19,18 @@ READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 @pytest.fixture
 def make_client(fitted_ws):
     """``make_client(**create_app kwargs)`` -> a started TestClient (lifespan run); all closed at teardown."""
+    yield from started_clients(lambda n: fitted_ws.ws_.path)
+
+
+def started_clients(workspace_for):
+    """A fixture body: yields ``make(**create_app kwargs)``, which starts a TestClient (lifespan run) over
+    ``workspace_for(n)`` for the n-th client, with the test tokens and no background worker; all are
+    closed at teardown."""
     clients = []
 
     def make(**kwargs) -> TestClient:
         kwargs = {"token": TOKEN, "read_token": READ_TOKEN, "background": False, **kwargs}
-        client = TestClient(create_app(fitted_ws.ws_.path, **kwargs))
+        client = TestClient(create_app(workspace_for(len(clients)), **kwargs))
         client.__enter__()
         clients.append(client)
         return client

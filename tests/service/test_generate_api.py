@@ -7,15 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from s3t import S3T
 from s3t.client import APIError, Client
-from s3t.service import create_app
 from s3t.service.schemas import GenerateResponse
 from tests.conftest import chat_rows, tiny_config
 from tests.fitted_copy import copy_workspace
-from tests.service.conftest import AUTH, READ, READ_TOKEN, TOKEN
+from tests.service.conftest import AUTH, READ, READ_TOKEN, TOKEN, started_clients
 
 PROMPTS = ["where does person1 live ?", "what colour does person4 like ?"]
 
@@ -39,18 +37,7 @@ def chat_template(tmp_path_factory, tiny_llama) -> Path:
 @pytest.fixture
 def chat_client(tmp_path, chat_template):
     """``chat_client(**create_app kwargs)``: a started TestClient over a private copy of the chat workspace."""
-    clients = []
-
-    def make(**kwargs) -> TestClient:
-        ws = copy_workspace(chat_template, tmp_path / f"chat-ws-{len(clients)}")
-        client = TestClient(create_app(ws, **{"token": TOKEN, "read_token": READ_TOKEN, "background": False, **kwargs}))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for c in reversed(clients):
-        c.__exit__(None, None, None)
+    yield from started_clients(lambda n: copy_workspace(chat_template, tmp_path / f"chat-ws-{n}"))
 
 
 def test_each_prompt_is_answered_as_the_library_answers_it(chat_client):
