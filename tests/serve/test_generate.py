@@ -24,7 +24,7 @@ def chat_model(tmp_path, tiny_llama):
 
 def full_logits(member, ids):
     """Next-token logits at the last position, recomputed from scratch (no cache)."""
-    x = torch.tensor([ids])
+    x = torch.tensor([ids], device=member.model.device)  # the serving device (a GPU where there is one)
     with torch.no_grad():
         states = member.model.states_from(0, embed(member.model.encoder, x), torch.ones_like(x))
         return member.model.lm_logits(states[0, -1])
@@ -99,3 +99,37 @@ def test_bad_generation_requests_are_clear_errors(chat_model, fitted):
         chat_model.generate([PROMPT], temperature=-1)
     with pytest.raises(ConfigError, match="predict"):
         fitted.generate(["a film"])
+
+
+def test_layers_get_their_cache_by_the_keyword_their_transformers_version_reads():
+    """A layer whose forward reads ``past_key_values`` (transformers 5.17) silently ignores a
+    ``cache=`` keyword and decodes each step without history (seen on 5.17); one that reads
+    ``cache`` (5.25) gets it so. A layer taking neither is a clear error."""
+    from s3t.errors import ConfigError
+    from s3t.serve.generate import KVCache, cache_keyword, run_layer
+
+    class Old(torch.nn.Module):
+        def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
+                    use_cache=False, position_embeddings=None, **kwargs):
+            past_key_values.update(hidden_states, hidden_states, 0)
+            return (hidden_states + 1,)
+
+    class New(torch.nn.Module):
+        def forward(self, hidden_states, attention_mask=None, position_ids=None, cache=None, use_cache=False,
+                    position_embeddings=None, **kwargs):
+            cache.update(hidden_states, hidden_states, 0)
+            return hidden_states + 2
+
+    class NoCache(torch.nn.Module):
+        def forward(self, hidden_states, **kwargs):
+            return hidden_states
+
+    assert (cache_keyword(Old), cache_keyword(New)) == ("past_key_values", "cache")
+    x = torch.zeros(1, 1, 2)
+    for layer, plus in ((Old(), 1), (New(), 2)):
+        kv = KVCache()
+        assert torch.equal(run_layer(layer, x, None, None, kv, None), x + plus)
+        run_layer(layer, x, None, None, kv, None)
+        assert kv.update(x, x, 0)[0].shape == (1, 3, 2)  # both calls reached the cache: two steps held
+    with pytest.raises(ConfigError, match="no KV cache"):
+        cache_keyword(NoCache)

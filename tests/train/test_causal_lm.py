@@ -3,6 +3,8 @@ loss on response tokens only, layer isolation, the cache, and bit-exact forget/r
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -149,3 +151,28 @@ def test_fit_forget_subject_retrain_verify_is_bit_exact(tmp_path, tiny_llama):
     assert est.audit().ok
     with pytest.raises(ConfigError, match="generate"):
         est.predict(["where does person1 live ?"])
+
+
+def test_causal_mask_arguments_follow_each_transformers_5_signature():
+    """create_causal_mask changed its parameters within transformers 5; a wrong keyword is a
+    TypeError (seen with 5.17 on a GPU machine), so the call is built from the signature."""
+    from s3t.train.architectures import causal_mask_arguments
+
+    def v5_0(config, input_embeds, attention_mask, cache_position, past_key_values, position_ids=None,
+             or_mask_function=None, and_mask_function=None): ...
+
+    def v5_17(config, inputs_embeds, attention_mask, past_key_values, position_ids=None, or_mask_function=None,
+              and_mask_function=None, block_sequence_ids=None, layer_idx=None, allow_is_causal_skip=True): ...
+
+    def v5_25(config, inputs_embeds, attention_mask, cache, position_ids=None, or_mask_function=None,
+              and_mask_function=None, block_sequence_ids=None, layer_idx=None, allow_is_causal_skip=True, *,
+              past_key_values=None): ...
+
+    hidden, mask2d, positions = torch.zeros(1, 3, 4), torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None]
+    for create, embeds, cache in ((v5_0, "input_embeds", "past_key_values"), (v5_17, "inputs_embeds", "past_key_values"),
+                                  (v5_25, "inputs_embeds", "cache")):
+        args = causal_mask_arguments(create, "cfg", hidden, mask2d, positions)
+        inspect.signature(create).bind(**args)  # every required parameter given, no unknown one
+        assert args[embeds] is hidden and args[cache] is None and args["position_ids"] is positions
+        assert ("past_key_values" in args) == (cache == "past_key_values")
+    assert torch.equal(causal_mask_arguments(v5_0, "cfg", hidden, mask2d, positions)["cache_position"], torch.arange(3))

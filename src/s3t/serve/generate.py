@@ -21,7 +21,9 @@ other prompts of a request).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -46,6 +48,27 @@ class KVCache:
             key, value = torch.cat([old_k, key], dim=-2), torch.cat([old_v, value], dim=-2)
         self._kv[layer_idx] = (key, value)
         return key, value
+
+
+@lru_cache(maxsize=None)
+def cache_keyword(layer_type: type) -> str:
+    """The keyword by which a decoder layer takes its KV cache: ``cache`` (transformers 5.25) or
+    ``past_key_values`` (earlier 5.x). The other keyword would land in ``**kwargs`` unread, and
+    each step would then attend to its own position only."""
+    params = inspect.signature(layer_type.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    raise ConfigError(f"{layer_type.__name__}.forward takes no KV cache (neither 'cache' nor 'past_key_values'): "
+                      "this transformers version is not supported for generation")
+
+
+def run_layer(layer, hidden: torch.Tensor, mask, positions: torch.Tensor, cache: KVCache | None, rotary
+              ) -> torch.Tensor:
+    """One decoder layer on new positions, reading and growing ``cache`` (None: no cache)."""
+    out = layer(hidden, attention_mask=mask, position_ids=positions, use_cache=cache is not None,
+                position_embeddings=rotary, **{cache_keyword(type(layer)): cache})
+    return out[0] if isinstance(out, tuple) else out
 
 
 @dataclass(frozen=True)
@@ -115,8 +138,7 @@ class EnsembleLM:
         level = 0
         for target in sorted({m.level for m in members.values()}):
             for index in range(level, target):
-                hidden = stack[index](hidden, attention_mask=mask, position_ids=positions, cache=trunk,
-                                      use_cache=trunk is not None, position_embeddings=rotary)
+                hidden = run_layer(stack[index], hidden, mask, positions, trunk, rotary)
             at_level[target], level = hidden, target
         out = {}
         for shard, member in members.items():
@@ -125,8 +147,7 @@ class EnsembleLM:
             h = at_level[member.level]
             cache = caches[shard] if caches is not None else None
             for index in range(member.level, len(own)):
-                h = own[index](h, attention_mask=mask, position_ids=positions, cache=cache,
-                               use_cache=cache is not None, position_embeddings=rotary)
+                h = run_layer(own[index], h, mask, positions, cache, rotary)
             out[shard] = finish(encoder, h)
         return out
 

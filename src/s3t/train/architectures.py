@@ -20,6 +20,7 @@ model-type mappings). An unsupported model fails at load with the list of suppor
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -101,14 +102,28 @@ def _decoder_embed(lm, ids: torch.Tensor) -> torch.Tensor:
     return lm.model.embed_tokens(ids)
 
 
+def causal_mask_arguments(create, config, hidden: torch.Tensor, mask2d: torch.Tensor,
+                          positions: torch.Tensor) -> dict:
+    """Keyword arguments for ``transformers.masking_utils.create_causal_mask`` (no KV cache), whose
+    signature changed within transformers 5: ``input_embeds`` + ``cache_position`` +
+    ``past_key_values`` (5.0), ``inputs_embeds`` + ``past_key_values`` (5.17), ``inputs_embeds`` +
+    ``cache`` (5.25, where ``past_key_values`` is a deprecated keyword)."""
+    params = inspect.signature(create).parameters
+    args = {"config": config, "attention_mask": mask2d, "position_ids": positions,
+            ("inputs_embeds" if "inputs_embeds" in params else "input_embeds"): hidden,
+            ("cache" if "cache" in params else "past_key_values"): None}
+    if "cache_position" in params:
+        args["cache_position"] = positions[0]
+    return args
+
+
 def _decoder_context(lm, hidden: torch.Tensor, mask2d: torch.Tensor):
     """Causal mask and rotary embeddings for a right-padded batch starting at position 0 (a real
     token never attends to a later position, so padding on the right changes none of its states)."""
     from transformers.masking_utils import create_causal_mask
 
     positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
-    mask = create_causal_mask(config=lm.config, inputs_embeds=hidden, attention_mask=mask2d, cache=None,
-                              position_ids=positions)
+    mask = create_causal_mask(**causal_mask_arguments(create_causal_mask, lm.config, hidden, mask2d, positions))
     return SimpleNamespace(mask=mask, positions=positions, rotary=lm.model.rotary_emb(hidden, positions))
 
 
