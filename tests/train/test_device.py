@@ -70,7 +70,9 @@ def test_checkpoints_record_the_device_and_verify_refuses_another_kind(tmp_path,
     from tests.conftest import tiny_config
 
     train, val = toy_data
-    est = S3T(tiny_config(tiny_model, shards=2, slices=2, budget=1, epochs=1), workspace=tmp_path / "ws").fit(train)
+    # device="cpu" said outright: under "auto" a machine with a GPU would train on it (seen on an H200)
+    est = S3T(tiny_config(tiny_model, shards=2, slices=2, budget=1, epochs=1, device="cpu"),
+              workspace=tmp_path / "ws").fit(train)
     c = est.ws_.ledger.checkpoints()[0]
     _, meta = load_checkpoint(est.ws_.resolve(c.path))
     assert meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["device_name"] == dev.cpu_name()

@@ -33,9 +33,11 @@ def test_exported_adapters_reproduce_each_member(tmp_path, tiny_llama):
     for m in card["served"]:
         directory = tmp_path / "out" / m["directory"]
         assert not (directory / "head.safetensors").exists()
-        loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), str(directory)).eval()
         member = members[m["shard"]].model
+        loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), str(directory))
+        loaded = loaded.to(member.device).eval()  # both on the serving device (a GPU where there is one)
+        on = ids.to(member.device)
         with torch.no_grad():
-            want = member.lm_logits(member.states_from(0, embed(member.encoder, ids), torch.ones_like(ids)))
-            got = loaded(input_ids=ids).logits
+            want = member.lm_logits(member.states_from(0, embed(member.encoder, on), torch.ones_like(on)))
+            got = loaded(input_ids=on).logits
         assert torch.allclose(got, want, atol=1e-5), m["shard"]
