@@ -1,7 +1,8 @@
 """GPU check: train a small plan on CUDA twice (bit-equal?), once on the CPU (speed-up?), then
 forget, retrain and verify on CUDA, and show that verify refuses to compare across devices.
 
-Run on a machine with a CUDA GPU and a CUDA build of torch: ``bash scripts/gpu_check.sh [OUT]``.
+Run on a machine with a CUDA GPU and a CUDA build of torch: ``bash scripts/gpu_check.sh [OUT] [MODEL]``
+(MODEL: a built-in model name or a local encoder directory; default all-MiniLM-L6-v2).
 Prints one JSON summary (also written to OUT/gpu_check.json) and exits 0 when every check passes.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def main(out: Path) -> int:
+def main(out: Path, model: str = "all-MiniLM-L6-v2") -> int:
     import torch
 
     if torch.version.cuda is None or not torch.cuda.is_available():
@@ -35,7 +36,8 @@ def main(out: Path) -> int:
 
     def config(device: str) -> S3TConfig:
         return S3TConfig(plan=PlanConfig(shards=2, slices=3, budget=2),
-                         train=TrainConfig(epochs=1, batch_size=32, threads=threads, workers=1, device=device,
+                         train=TrainConfig(model=model, epochs=1, batch_size=32, threads=threads, workers=1,
+                                           device=device,
                                            lora=LoraSettings(rank=8, alpha=16)),
                          serve=ServeConfig(device=device))
 
@@ -62,7 +64,7 @@ def main(out: Path) -> int:
         a.config = replace(a.config, train=replace(a.config.train, device="cpu"))  # verify on the "wrong" machine
         cross = a.verify(receipt.request_id)
     summary = {
-        "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "model": model, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
         "cpu_threads": threads, "checkpoints": len(dig_a),
         "cuda_runs_bit_equal": dig_a == dig_b,
         "cuda_vs_cpu_bits_equal": dig_a == dig_cpu,  # expected False: other kernels, other (correct) bits
@@ -84,4 +86,5 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "gpu-check")))
+    args = sys.argv[1:]
+    sys.exit(main(Path(args[0] if args else "gpu-check"), *args[1:2]))

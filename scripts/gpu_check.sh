@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CUBLAS_WORKSPACE_CONFIG=:4096:8
-exec .venv/bin/python scripts/gpu_check.py "${1:-gpu-check}"
+PY=${PYTHON:-.venv/bin/python}  # PYTHON=python3 where torch is installed system-wide
+exec "$PY" scripts/gpu_check.py "${1:-gpu-check}" ${2:+"$2"}
