@@ -119,12 +119,18 @@ def _prefixes(manifest: dict[str, Any]) -> dict[str, int]:
 def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject: str | None) -> list[Any]:
     """The records a request names (rows with id, split, shard): the given training records, or
     every record of the subject (validation rows too); raises without changing anything."""
+    return check_request(record_ids, subject, lambda ids: s.execute(_Q_RECORDS, {"ids": ids}),
+                         lambda subj: s.execute(_Q_SUBJECT, {"subject": subj}))
+
+
+def check_request(record_ids: Sequence[str] | None, subject: str | None, rows_of_ids, rows_of_subject) -> list[Any]:
+    """:func:`resolve_request` on given lookups (sorted ids -> rows, subject -> rows)."""
     if (record_ids is None) == (subject is None):
         raise DataError("give exactly one of record_ids or subject")
     if subject is not None:
         if not isinstance(subject, str) or not subject:
             raise DataError(f"subject must be a non-empty string; got {subject!r}")
-        rows = list(s.execute(_Q_SUBJECT, {"subject": subject}))
+        rows = list(rows_of_subject(subject))
         if not rows:
             raise UnknownRecordError(f"no record belongs to subject {subject!r}")
         return sorted(rows, key=lambda r: r.id)
@@ -134,7 +140,7 @@ def resolve_request(ledger: Ledger, s, record_ids: Sequence[str] | None, subject
     if not ids:
         raise DataError("record_ids is empty: name at least one record to forget")
     wanted = sorted(set(ids))
-    rows = {r.id: r for r in s.execute(_Q_RECORDS, {"ids": wanted})}
+    rows = {r.id: r for r in rows_of_ids(wanted)}
     unknown = [i for i in wanted if i not in rows]
     if unknown:
         more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
@@ -162,8 +168,12 @@ def record_forget(ledger: Ledger, record_ids: Sequence[str] | None = None, subje
 
 
 def record_forgets(ledger: Ledger, requests: Sequence[tuple[Sequence[str] | None, str | None]],
-                   dry_run: bool = False) -> list[Receipt | S3TError]:
+                   dry_run: bool = False, batched: bool = True) -> list[Receipt | S3TError]:
     """Group commit: several forget requests in ONE transaction (one lock, one fsync), in order.
+
+    ``batched`` (the default): the transaction's reads are made once for the whole batch and its
+    writes sent together (:mod:`s3t.forget_batch`); False: each request reads and writes on its
+    own, as a lone transaction would (the reference the batch is tested against).
 
     Each request gets what it would get alone: its own deletions, its own manifest version and its
     own receipt, chained to the previous one in the order given. A request that is refused (unknown
@@ -181,11 +191,16 @@ def record_forgets(ledger: Ledger, requests: Sequence[tuple[Sequence[str] | None
     with ledger.write() as session:
         # Core statements on the transaction's connection: the ORM layer would double their cost
         s = session.connection()
-        for record_ids, subject, key in asked:
-            try:
-                out.append(_forget_one(ledger, session, s, record_ids, subject, key))
-            except (DataError, UnknownRecordError) as exc:  # raised before the request wrote anything
-                out.append(exc)
+        if batched:
+            from .forget_batch import ForgetBatch
+
+            out = ForgetBatch(ledger, session, s).run(asked)
+        else:
+            for record_ids, subject, key in asked:
+                try:
+                    out.append(_forget_one(ledger, session, s, record_ids, subject, key))
+                except (DataError, UnknownRecordError) as exc:  # raised before the request wrote anything
+                    out.append(exc)
         if dry_run:  # rolled back here, the block's exit has nothing left to commit
             session.rollback()
             return [r if not isinstance(r, Receipt) or not r.created else

@@ -75,6 +75,40 @@ _Q_SEQUENCES_IN_SHARDS = (select(SequenceRow.shard, SequenceRow.order).where(Seq
                           .order_by(SequenceRow.shard, SequenceRow.index))
 
 
+def build_chains(current: dict[tuple[int, str], Any], seqs: Iterable[tuple[int, str]], tainted: set[str],
+                 purged: dict[str, bool] | None = None) -> dict[int, list[list[StageView | None]]]:
+    """Per shard, per sequence (``seqs``: (shard, "i,j,...") rows in order): the current checkpoint
+    of each stage (``current``: (shard, prefix) -> row with id, parent_id, purged, val_accuracy;
+    None = not trained), clean unless tainted or purged (``purged`` overrides the rows' flags)."""
+    out: dict[int, list[list[StageView | None]]] = defaultdict(list)
+    for shard, order in seqs:
+        order = order.split(",")
+        chain: list[StageView | None] = []
+        for k in range(1, len(order) + 1):
+            c = current.get((shard, ",".join(order[:k])))
+            gone = c is not None and (c.purged if purged is None else purged.get(c.id, c.purged))
+            chain.append(None if c is None else
+                         StageView(c.id, c.parent_id, clean=c.id not in tainted and not gone, val_accuracy=c.val_accuracy))
+        out[shard].append(chain)
+    return dict(out)
+
+
+def manifest_from(chains: dict[int, list[list[StageView | None]]], base: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The served manifest the serving rule gives on ``chains``; shards not in ``chains`` are
+    copied from ``base``."""
+    out: dict[str, Any] = {} if base is None else dict(base["shards"])
+    for shard, shard_chains in chains.items():
+        served: Served | None = choose_served(shard_chains)
+        out[str(shard)] = None if served is None else {
+            "sequence": served.sequence,
+            "stage": served.stage,
+            "checkpoint": served.checkpoint_id,
+            "val_accuracy": served.val_accuracy,
+        }
+    return {"shards": {k: out[k] for k in sorted(out, key=int)}}
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -409,17 +443,7 @@ class Ledger:
             seqs = s.execute(_Q_SEQUENCES_IN_SHARDS, {"shards": list(shards)})
         for c in ckpts:  # the newest registration wins
             current[(c.shard, c.prefix)] = c
-        out: dict[int, list[list[StageView | None]]] = defaultdict(list)
-        for shard, order in seqs:
-            order = order.split(",")
-            chain: list[StageView | None] = []
-            for k in range(1, len(order) + 1):
-                c = current.get((shard, ",".join(order[:k])))
-                chain.append(
-                    None if c is None else StageView(c.id, c.parent_id, clean=c.id not in tainted and not c.purged, val_accuracy=c.val_accuracy)
-                )
-            out[shard].append(chain)
-        return dict(out)
+        return build_chains(current, seqs, tainted)
 
     def compute_manifest(self, s: Session, tainted: set[str] | None = None, shards: Iterable[int] | None = None,
                          base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -428,16 +452,7 @@ class Ledger:
         the shards of its records: lineages never cross shards)."""
         if (shards is None) != (base is None):
             raise ValueError("give both shards and base, or neither")
-        out: dict[str, Any] = {} if base is None else dict(base["shards"])
-        for shard, chains in self.chains(s, tainted, shards).items():
-            served: Served | None = choose_served(chains)
-            out[str(shard)] = None if served is None else {
-                "sequence": served.sequence,
-                "stage": served.stage,
-                "checkpoint": served.checkpoint_id,
-                "val_accuracy": served.val_accuracy,
-            }
-        return {"shards": {k: out[k] for k in sorted(out, key=int)}}
+        return manifest_from(self.chains(s, tainted, shards), base)
 
     def fallbacks(self) -> dict[str, tuple[int, int]]:
         """Checkpoints a next deletion could make a shard serve: ``{checkpoint_id: (shard, stage)}``.
