@@ -546,6 +546,9 @@ def serve(
     lease_ttl: Optional[float] = typer.Option(
         None, "--lease-ttl", min=1.0, help="Replicas on one ledger: seconds the fleet's retrain lease lasts unless its "
         "holder renews it (every ttl/4); a dead holder's lease is taken over after this. Default: S3T_LEASE_TTL, else 20."),
+    forget_batch: Optional[int] = typer.Option(
+        None, "--forget-batch", min=1, help="Most concurrent forgets committed in one transaction (group commit; each "
+        "keeps its own receipt). 1 commits every forget alone. Default: the workspace's serve.forget_batch (256)."),
 ) -> None:
     """Serve predict / forget / status / audit and the dashboard over HTTP (FastAPI + uvicorn); API docs at /docs.
 
@@ -562,7 +565,8 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(workspace, db=db, background=background, protect_predict=protect_predict,
-                           retrain_policy=retrain_policy, restore=restore, lease_ttl=lease_ttl),
+                           retrain_policy=retrain_policy, restore=restore, lease_ttl=lease_ttl,
+                           forget_batch=forget_batch),
                 host=host, port=port, log_level="info")
 
 

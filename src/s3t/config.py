@@ -183,6 +183,9 @@ class ServeConfig:
     standby: bool = field(default=True, metadata={
         "help": "Pre-build, in a background thread, the members a next deletion could switch to, so a forget "
                 "that swaps a served member does not build it on the request path."})
+    forget_batch: int = field(default=256, metadata={
+        "help": "Most forget requests committed in one ledger transaction (group commit): forgets that arrive while "
+                "a commit runs share the next one, each with its own receipt, in order. 1 commits every forget alone."})
 
     restore: str = field(default="progressive", metadata={
         "help": "How a retrain brings cut shards back: 'progressive' (dead shards first get stage 1, then best "
@@ -206,6 +209,8 @@ class ServeConfig:
         _check(self.aggregate in ("logits", "probs"), "serve.aggregate", "'logits' or 'probs'", self.aggregate)
         _check(_is_int(self.batch_size) and self.batch_size >= 1, "serve.batch_size", "an integer >= 1", self.batch_size)
         _check(isinstance(self.standby, bool), "serve.standby", "true or false", self.standby)
+        _check(_is_int(self.forget_batch) and self.forget_batch >= 1, "serve.forget_batch", "an integer >= 1",
+               self.forget_batch)
         from .train.device import check_device_setting
 
         check_device_setting(self.device, "serve.device")

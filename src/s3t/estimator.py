@@ -357,7 +357,7 @@ class S3T(GenerativeMixin):
 
         with _SYNC_LOCK:
             if getattr(self, "_group", None) is None or self._group.ledger is not self.ws_.ledger:
-                self._group = ForgetGroup(self.ws_.ledger)
+                self._group = ForgetGroup(self.ws_.ledger, max_batch=self.config.serve.forget_batch)
         return self._group
 
     def _file_steps(self):

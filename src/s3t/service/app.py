@@ -141,7 +141,8 @@ def _receipt_out(receipt: ReceiptRecord, state: str, created: bool) -> sc.Receip
 def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[str] = None, background: bool = True,
                retrain_interval: float = 30.0, read_token: Optional[str] = None, protect_predict: bool = False,
                retrain_policy: Optional[str] = None, restore: Optional[str] = None, fence: bool = True,
-               listen: Optional[bool] = None, lease_ttl: Optional[float] = None) -> FastAPI:
+               listen: Optional[bool] = None, lease_ttl: Optional[float] = None,
+               forget_batch: Optional[int] = None) -> FastAPI:
     """Build the service over a trained workspace (loaded and recovered now; errors raise here).
 
     ``token``: bearer token for POST /forget (else ``S3T_TOKEN``, else ``WORKSPACE/token``,
@@ -157,9 +158,14 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     latest manifest version before every prediction (off only to measure what it costs: then a
     replica answers from whatever it last swapped to). ``listen``: LISTEN for new manifests
     (default: on for PostgreSQL). ``lease_ttl``: seconds before a dead retrain-lease holder is
-    taken over (else ``S3T_LEASE_TTL``, else 20).
+    taken over (else ``S3T_LEASE_TTL``, else 20). ``forget_batch`` overrides ``serve.forget_batch``
+    (most forgets per group commit; 1: each alone).
     """
     model = S3T.load(workspace, db=db)
+    if forget_batch is not None:
+        from dataclasses import replace
+
+        model.config = replace(model.config, serve=replace(model.config.serve, forget_batch=forget_batch))
     if lease_ttl is None:
         lease_ttl = float(os.environ.get(LEASE_TTL_ENV) or DEFAULT_TTL)
     lease = Lease(model.ws_.ledger, RETRAIN, ttl=lease_ttl)
@@ -168,7 +174,9 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         listen = model.ws_.ledger.dialect == "postgresql"
     secret = resolve_token(model.ws_.path, token)
     reader = Depends(require_read_token(resolve_read_token(model.ws_.path, read_token), secret))
-    mutate = threading.Lock()  # in-process file steps of forgets and of post-retrain swaps take turns
+    # post-retrain swaps take turns; forgets do not take it: S3T.forget is thread-safe (group commit,
+    # monotonic swaps, one file-step thread) and holding a lock here would commit them one by one
+    mutate = threading.Lock()
 
     def after_retrain() -> None:
         with mutate:
@@ -272,11 +280,12 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
               operation_id="forget", dependencies=[Depends(require_forget_token(secret))],
               responses={202: {"links": FORGET_LINKS}, **AUTH_ERRORS, **TOO_LARGE})
     def forget(req: sc.ForgetRequest) -> sc.Receipt:
-        with mutate:
-            receipt = model.forget(record_ids=req.record_ids, subject=req.subject)
+        receipt = model.forget(record_ids=req.record_ids, subject=req.subject)
         if worker is not None:
             worker.notify()
-        state = model.ws_.ledger.request_state(receipt.request_id) or "served-exact"
+        # a request committed just now is served exactly; a repeat may have been retrained since
+        state = "served-exact" if receipt.created else (model.ws_.ledger.request_state(receipt.request_id)
+                                                        or "served-exact")
         return _receipt_out(receipt, state, receipt.created)
 
     @app.get("/forget/{request_id}", response_model=sc.ForgetState, responses=AUTH_ERRORS, dependencies=[reader],

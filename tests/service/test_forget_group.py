@@ -1,0 +1,64 @@
+"""Forgets sent to the service concurrently share a commit (group commit), as they do in process."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from s3t import forget as forget_module
+from s3t.forget import verify_chain
+from tests.service.conftest import AUTH, settle, train_ids
+
+
+@pytest.mark.parametrize("forget_batch", [None, 1])
+def test_concurrent_forget_requests_share_the_next_commit(make_client, fitted_ws, monkeypatch, forget_batch):
+    """Seen failing before: the forget route held a lock around S3T.forget, so every request
+    committed alone. ``--forget-batch 1`` asks for exactly that."""
+    client = make_client(forget_batch=forget_batch)
+    est = client.app.state.model
+    ids = [i for sh in (0, 1) for sl in range(3) for i in train_ids(est, sh, sl)[:2]]  # 12 records
+    real = forget_module.record_forgets
+    sizes: list[int] = []
+    first_started = threading.Event()
+
+    def slow_first(ledger, requests, dry_run=False):
+        sizes.append(len(requests))
+        if len(sizes) == 1:
+            first_started.set()
+            time.sleep(0.5)  # the others arrive while the first commit runs
+        return real(ledger, requests, dry_run=dry_run)
+
+    monkeypatch.setattr(forget_module, "record_forgets", slow_first)
+    codes: dict[str, int] = {}
+
+    def send(rid):
+        codes[rid] = client.post("/forget", json={"record_ids": [rid]}, headers=AUTH).status_code
+
+    lead = threading.Thread(target=send, args=(ids[0],))
+    lead.start()
+    assert first_started.wait(10)
+    rest = [threading.Thread(target=send, args=(rid,)) for rid in ids[1:]]
+    for t in rest:
+        t.start()
+    for t in [lead, *rest]:
+        t.join(30)
+    assert codes == {rid: 202 for rid in ids}
+    if forget_batch == 1:
+        assert sizes == [1] * 12
+    else:
+        assert sizes[0] == 1 and sum(sizes) == 12 and len(sizes) < 12, sizes  # the 11 queued ones were grouped
+    assert verify_chain(est.receipts()) == []
+    settle(client)
+    assert est.audit().ok
+
+
+def test_forget_batch_setting_is_checked():
+    from s3t.config import ServeConfig
+    from s3t.errors import ConfigError
+
+    assert ServeConfig().forget_batch == 256
+    for bad in (0, -1, 2.5, "8"):
+        with pytest.raises(ConfigError, match="serve.forget_batch"):
+            ServeConfig(forget_batch=bad)
