@@ -86,8 +86,16 @@ def test_retry_in_the_same_process_after_a_failed_file_step_completes_the_forget
 def test_crash_before_commit_leaves_no_trace(fitted_ws, monkeypatch, fitted_template):
     rid = record_in(fitted_ws, 1, 1)
     before = snapshot(fitted_ws)
+    from s3t.forget_batch import ForgetBatch
+
+    write = ForgetBatch.flush
+
+    def write_then_crash(self):  # every row of the request sent, then the process "dies" before commit
+        write(self)
+        crash()
+
     with monkeypatch.context() as m:
-        m.setattr(Ledger, "compute_manifest", crash)
+        m.setattr(ForgetBatch, "flush", write_then_crash)
         with pytest.raises(Crash):
             fitted_ws.forget([rid])
     after = snapshot(fitted_ws)
