@@ -341,7 +341,7 @@ class S3T(GenerativeMixin):
             version, body = receipt.body["manifest_version"], receipt.manifest
             if getattr(self, "_ensemble", None) is not None:
                 self._sync(version, body)
-            self._file_steps().submit(self._apply_files, receipt.cut_paths)
+            self._file_steps().submit_merged(self._apply_files, receipt.cut_paths)
         else:  # a retry: finish any file step an earlier attempt left undone, now
             self.flush()
             version, body = self.ws_.sync_served()

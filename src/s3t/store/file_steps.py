@@ -20,7 +20,7 @@ import logging
 import threading
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger("s3t")
 
@@ -40,6 +40,7 @@ class FileSteps:
         self._name = name
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+        self._waiting: dict[Any, list] = {}  # fn -> items of its queued, not yet started merged call
         self._lock = threading.Lock()
         self.last_error: str | None = None
         _LIVE.add(self)
@@ -50,6 +51,24 @@ class FileSteps:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
             self._pending = [f for f in self._pending if not f.done()]
             self._pending.append(self._pool.submit(self._run, fn, *args))
+
+    def submit_merged(self, fn: Callable[[list], Any], items: Sequence[Any]) -> None:
+        """Queue ``fn(items)``. Items submitted while an earlier merged call of ``fn`` waits (not yet
+        started) join that call instead: one call for all of them, no later than each would have
+        run alone. A burst of forgets then rewrites the mirror and cleans the database once."""
+        with self._lock:
+            bucket = self._waiting.get(fn)
+            if bucket is not None:
+                bucket.extend(items)
+                return
+            bucket = self._waiting[fn] = list(items)
+        self.submit(self._run_merged, fn, bucket)
+
+    def _run_merged(self, fn: Callable[[list], Any], bucket: list) -> None:
+        with self._lock:  # started: later items start a new call
+            if self._waiting.get(fn) is bucket:
+                del self._waiting[fn]
+        fn(bucket)
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
