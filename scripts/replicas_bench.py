@@ -16,8 +16,10 @@ of the ledger (``CREATE DATABASE ... TEMPLATE``). Servers are real processes on 
    current). In process, the fence query itself is timed against reading the whole latest
    manifest (what each prediction did before the fence).
 2. **Forget throughput.** ``--clients`` threads send ``--forgets`` single-record forgets as fast
-   as they can, round-robin over 1 or 3 replicas (alternated, ``--rounds`` each, fresh ledger copy
-   each); then one client sends ``--lone`` forgets one at a time.
+   as they can, round-robin over the servers of a setup; then one client sends ``--lone`` forgets
+   one at a time. Setups, alternated within each of ``--rounds`` rounds, each on a fresh ledger
+   copy: ``1 alone`` (one replica, ``--forget-batch 1``: every forget its own transaction, as
+   before group commit), ``1 group`` and ``3 group`` (group commit, the default).
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/replicas_bench.py --out results/replicas
 
@@ -208,11 +210,16 @@ def fence_query(url: str, n: int = 2000) -> dict:
         led.close()
 
 
-def throughput(copies: Copies, root: Path, replicas: int, clients: int, n: int, lone: int, seed: int) -> dict:
+SETUPS = (("1 alone", 1, 1), ("1 group", 1, None), ("3 group", 3, None))  # name, replicas, --forget-batch
+
+
+def throughput(copies: Copies, root: Path, replicas: int, clients: int, n: int, lone: int, seed: int,
+               forget_batch: int | None = None) -> dict:
     import httpx
 
     ws, url = copies.make()
-    servers = [Replica(ws, url, root, background=False) for _ in range(replicas)]
+    args = ("--forget-batch", str(forget_batch)) if forget_batch is not None else ()
+    servers = [Replica(ws, url, root, background=False, args=args) for _ in range(replicas)]
     try:
         for s in servers:
             s.wait_ready()
@@ -253,7 +260,7 @@ def throughput(copies: Copies, root: Path, replicas: int, clients: int, n: int, 
                 alone.append(1000 * (time.perf_counter() - t))
                 assert r.status_code == 202, r.text
         loaded = pct(lat)
-        return {"replicas": replicas, "clients": clients, "forgets": len(lat), "errors": errors[:5],
+        return {"replicas": replicas, "forget_batch": forget_batch, "clients": clients, "forgets": len(lat), "errors": errors[:5],
                 "seconds": wall, "per_second": len(lat) / wall, "p50": loaded["p50"], "p99": loaded["p99"],
                 "lone_p50": pct(alone)["p50"], "lone_p99": pct(alone)["p99"]}
     finally:
@@ -286,13 +293,15 @@ def main() -> None:
         print(json.dumps({"fence": result["fence"]}, indent=1), flush=True)
         rounds = []
         for r in range(args.rounds):
-            for replicas in (1, 3):
-                rounds.append({"round": r, **throughput(copies, tmp, replicas, args.clients, args.forgets,
-                                                        args.lone, seed=r)})
+            for name, replicas, batch in SETUPS:
+                rounds.append({"round": r, "setup": name, **throughput(copies, tmp, replicas, args.clients, args.forgets,
+                                                                       args.lone, seed=r, forget_batch=batch)})
                 print(json.dumps(rounds[-1]), flush=True)
-        med = {n: {k: float(np.median([x[k] for x in rounds if x["replicas"] == n]))
-                   for k in ("per_second", "p50", "p99", "lone_p50", "lone_p99")} for n in (1, 3)}
-        result["throughput"] = {"rounds": rounds, "median": {str(k): v for k, v in med.items()}}
+        med = {name: {k: float(np.median([x[k] for x in rounds if x["setup"] == name]))
+                      for k in ("per_second", "p50", "p99", "lone_p50", "lone_p99")} for name, _, _ in SETUPS}
+        base = med["1 alone"]["per_second"]
+        result["throughput"] = {"rounds": rounds, "median": med,
+                                "speedup_vs_alone": {name: m["per_second"] / base for name, m in med.items()}}
         result["load_average"] = os.getloadavg()
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "replicas.json").write_text(json.dumps(result, indent=2) + "\n")

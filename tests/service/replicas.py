@@ -90,13 +90,14 @@ class Replica:
     """`s3t serve` as a subprocess on 127.0.0.1 over a shared ledger (its own process group)."""
 
     def __init__(self, workspace: Path, db: str, log_dir: Path, env: Optional[dict[str, str]] = None,
-                 background: bool = True):
+                 background: bool = True, args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "s3t.cli", "serve", "--workspace", str(workspace), "--db", db,
                "--host", "127.0.0.1", "--port", str(self.port)]
         if not background:
             cmd.append("--no-background")
+        cmd += list(args)
         env = {**os.environ, "S3T_TOKEN": TOKEN, "S3T_READ_TOKEN": READ_TOKEN, "HF_HUB_OFFLINE": "1", **(env or {})}
         self.log_path = log_dir / f"replica-{self.port}.log"
         self.log = open(self.log_path, "wb")
