@@ -86,3 +86,29 @@ def test_close_stops_the_thread_and_later_requests_do_nothing(fitted_ws):
     receipt = fitted_ws.forget(record_ids=[rid])
     assert receipt.after[str(shard)] < receipt.before[str(shard)] and standby.hits == hits
     assert fitted_ws.ensemble_.members[shard].stage == receipt.after[str(shard)]
+
+
+def test_a_burst_of_swaps_is_one_refresh_after_it():
+    """Each swap asks for a refresh; a refresh re-reads every shard's fallbacks from the ledger, so
+    during a burst of forgets they wait until the swaps pause (bounded), then run once."""
+    import time
+    from types import SimpleNamespace
+
+    from s3t.serve.standby import Standby
+
+    calls = []
+
+    def candidates():
+        calls.append(time.monotonic())
+        time.sleep(0.005)
+        return {}
+
+    standby = Standby(SimpleNamespace(members={}), candidates, lambda cid: {})
+    try:
+        for _ in range(50):  # one swap every millisecond for 50 ms
+            standby.request()
+            time.sleep(0.001)
+        assert standby.wait(10)
+        assert 1 <= len(calls) <= 2, len(calls)
+    finally:
+        standby.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Callable
 
@@ -37,6 +38,9 @@ def _close_all() -> None:  # a daemon thread inside torch at interpreter exit ca
         standby.close()
 
 
+# a refresh waits until swaps have paused for SETTLE_S (at most MAX_SETTLE_S): during a burst of
+# forgets each swap would otherwise re-read every shard's fallbacks from the ledger
+SETTLE_S, MAX_SETTLE_S = 0.02, 0.2
 Candidates = Callable[[], dict[str, tuple[int, int]]]  # checkpoint id -> (shard, stage)
 StateLoader = Callable[[str], dict[str, torch.Tensor]]
 
@@ -102,6 +106,9 @@ class Standby:
         while True:
             self._wake.wait()
             self._wake.clear()
+            settle_until = time.monotonic() + MAX_SETTLE_S
+            while not self._closed and self._wake.wait(SETTLE_S) and time.monotonic() < settle_until:
+                self._wake.clear()  # a burst of swaps (forgets grouped or back to back): one refresh after it
             if self._closed:
                 return
             try:
