@@ -296,7 +296,11 @@ def audit(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[
 def retrain(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optional[str] = DbOpt,
             restore: Optional[str] = typer.Option(
                 None, "--restore", help="progressive (dead shards first, each step swapped in at once) | naive "
-                "(everything, swapped in at the end). Default: the workspace's serve.restore.")) -> None:
+                "(everything, swapped in at the end). Default: the workspace's serve.restore."),
+            wait: float = typer.Option(
+                0.0, "--wait", min=0.0, help="Seconds to wait for the fleet's retrain lease when a serving replica "
+                "holds it (its background retrain is running); default: stop at once with an error, changing nothing.")
+            ) -> None:
     """Retrain every stage cut by deletions, without the deleted records, and swap it in.
 
     Until this runs, each hit shard serves a shorter prefix that never saw the records; after
@@ -305,13 +309,17 @@ def retrain(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt, db: Optiona
     It also finishes a fit that was interrupted (crash, Ctrl-C): the stages not yet trained are
     trained with the same seeds, so the result is bit-identical to an uninterrupted fit.
 
+    Like a serving replica's background retrain, it holds the ledger's `retrain` lease while it
+    runs (so it never runs beside one, and its writes are fenced by the lease).
+
     Example: s3t retrain --workspace ws
     """
     from .estimator import S3T
+    from .store.lease import fleet_retrain
 
     est = S3T.load(workspace, db=db)
     bar, callback = _progress()
-    with bar:
+    with fleet_retrain(est.ws_.ledger, wait=wait), bar:
         report = est.retrain(progress=callback, restore=restore)
 
     def render(d):

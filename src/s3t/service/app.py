@@ -45,7 +45,7 @@ from ..forget import Receipt as ReceiptRecord
 from ..serve.policy import RetrainPolicy
 from ..store.schema import Receipt as ReceiptRow
 from . import schemas as sc
-from ..store.lease import DEFAULT_TTL, RETRAIN, Lease
+from ..store.lease import DEFAULT_TTL, LEASE_TTL_ENV, RETRAIN, Lease
 from .auth import require_forget_token, require_read_token, resolve_read_token, resolve_token
 from .fence import ManifestFence, ManifestListener, pass_fence, snapshot
 from .generate_routes import generate_router, require_task
@@ -56,7 +56,6 @@ log = logging.getLogger("s3t")
 
 MAX_BODY = 10 * 1024 * 1024  # bytes; larger bodies get 413 before any parsing
 AUDIT_WAIT = 300.0  # seconds /audit waits for a running retrain (so it never sees a half-done swap)
-LEASE_TTL_ENV = "S3T_LEASE_TTL"  # seconds; default of create_app(lease_ttl=...) and so of `s3t serve`
 
 STATUS = {  # first match along the exception's MRO wins; other S3TErrors are 500
     errors.UnknownRecordError: 404,

@@ -48,8 +48,15 @@ _NOW_PG = text("SELECT extract(epoch from clock_timestamp())")
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
+LEASE_TTL_ENV = "S3T_LEASE_TTL"  # seconds; default TTL of `s3t serve` and of a hand-run `s3t retrain`
+
+
 class LeaseLostError(WorkspaceError):
     """The lease this process worked under was taken over (or released): nothing was written."""
+
+
+class LeaseHeldError(WorkspaceError):
+    """Another process holds the lease this work needs: nothing was done."""
 
 
 def db_now(s: Any, dialect: str) -> float:
@@ -223,3 +230,25 @@ class Lease:
             if on_lost is not None:
                 on_lost()
             return
+
+
+@contextmanager
+def fleet_retrain(ledger: Any, wait: float = 0.0, ttl: Optional[float] = None) -> Iterator[int]:
+    """Hold the fleet's ``retrain`` lease around a retrain run outside ``s3t serve`` (``s3t retrain``):
+    it never runs beside a replica's background retrain on the same ledger, and every write it makes
+    is fenced by the lease (``ledger.guard``), renewed on a heartbeat and released at the end.
+    Waits up to ``wait`` s for a holder to finish; then raises :class:`LeaseHeldError`, having done
+    nothing. ``ttl``: else ``S3T_LEASE_TTL``, else 20 s."""
+    lease = Lease(ledger, RETRAIN, ttl=ttl or float(os.environ.get(LEASE_TTL_ENV) or DEFAULT_TTL))
+    with lease.hold(wait=wait) as epoch:
+        if epoch is None:
+            st = lease.state()
+            raise LeaseHeldError(
+                f"another process holds the fleet's retrain lease ({st.holder}, epoch {st.epoch}, "
+                f"{max(0.0, st.expires_in):.0f} s left): a serving replica is retraining this ledger. Nothing was "
+                "changed; run again when it is done, or pass --wait SECONDS")
+        previous, ledger.guard = ledger.guard, lease.guard()
+        try:
+            yield epoch
+        finally:
+            ledger.guard = previous
