@@ -15,9 +15,9 @@ from tests.fitted_copy import fitted_template, fitted_ws  # noqa: F401  (fixture
 from tests.service.conftest import train_ids
 
 
-def test_forgets_that_queue_behind_a_commit_share_the_next_one(fitted_ws, monkeypatch):
-    est = fitted_ws
-    ids = [i for sh in (0, 1) for sl in range(3) for i in train_ids(est, sh, sl)[:2]]  # 12 records
+def hold_first_commit(monkeypatch, seconds: float = 0.5) -> tuple[list[int], threading.Event]:
+    """Make the first group commit last ``seconds`` so that later forgets queue behind it; returns
+    the sizes of the commits made (filled in as they run) and an event set when the first started."""
     real = forget_module.record_forgets
     sizes: list[int] = []
     first_started = threading.Event()
@@ -26,10 +26,17 @@ def test_forgets_that_queue_behind_a_commit_share_the_next_one(fitted_ws, monkey
         sizes.append(len(requests))
         if len(sizes) == 1:
             first_started.set()
-            time.sleep(0.5)  # the others arrive while the first commit runs
+            time.sleep(seconds)  # the others arrive while the first commit runs
         return real(ledger, requests, dry_run=dry_run)
 
     monkeypatch.setattr(forget_module, "record_forgets", slow_first)
+    return sizes, first_started
+
+
+def test_forgets_that_queue_behind_a_commit_share_the_next_one(fitted_ws, monkeypatch):
+    est = fitted_ws
+    ids = [i for sh in (0, 1) for sl in range(3) for i in train_ids(est, sh, sl)[:2]]  # 12 records
+    sizes, first_started = hold_first_commit(monkeypatch)
     results: dict[str, object] = {}
 
     def run(rid):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
-from s3t import forget as forget_module
 from s3t.forget import verify_chain
 from tests.service.conftest import AUTH, settle, train_ids
+from tests.test_group_commit import hold_first_commit
 
 
 @pytest.mark.parametrize("forget_batch", [None, 1])
@@ -19,18 +18,7 @@ def test_concurrent_forget_requests_share_the_next_commit(make_client, fitted_ws
     client = make_client(forget_batch=forget_batch)
     est = client.app.state.model
     ids = [i for sh in (0, 1) for sl in range(3) for i in train_ids(est, sh, sl)[:2]]  # 12 records
-    real = forget_module.record_forgets
-    sizes: list[int] = []
-    first_started = threading.Event()
-
-    def slow_first(ledger, requests, dry_run=False):
-        sizes.append(len(requests))
-        if len(sizes) == 1:
-            first_started.set()
-            time.sleep(0.5)  # the others arrive while the first commit runs
-        return real(ledger, requests, dry_run=dry_run)
-
-    monkeypatch.setattr(forget_module, "record_forgets", slow_first)
+    sizes, first_started = hold_first_commit(monkeypatch)
     codes: dict[str, int] = {}
 
     def send(rid):
