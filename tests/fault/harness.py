@@ -42,35 +42,50 @@ def free_port() -> int:
 
 
 class Server:
-    """`s3t serve` as a subprocess on 127.0.0.1."""
+    """`s3t serve` as a subprocess on 127.0.0.1 (its own process group); its log in ``log_dir``
+    (default: beside the workspace). ``db``: a ledger URL; ``args``: more `s3t serve` options."""
 
-    def __init__(self, workspace: Path, background: bool = True, env: dict[str, str] | None = None):
+    def __init__(self, workspace: Path, background: bool = True, env: dict[str, str] | None = None,
+                 db: str | None = None, log_dir: Path | None = None, args: tuple[str, ...] = (),
+                 name: str = "server"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "s3t.cli", "serve", "--workspace", str(workspace), "--host", "127.0.0.1",
-               "--port", str(self.port)]
-        if not background:
-            cmd.append("--no-background")
+               "--port", str(self.port), *(["--db", db] if db else []), *([] if background else ["--no-background"]),
+               *args]
         env = {**os.environ, "S3T_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", **(env or {})}
-        self.log = open(workspace.parent / f"server-{self.port}.log", "wb")
+        self.name = name
+        self.log_path = (log_dir or workspace.parent) / f"{name}-{self.port}.log"
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout: float = 120.0) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
+                    return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError("server did not become ready")
+        raise TimeoutError(f"{self.name} on {self.port} not ready after {timeout}s: {self.tail()}")
 
     def kill9(self) -> None:
+        """kill -9 of the server and everything it started (its retrain child, training workers)."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its training workers
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.log.close()
 

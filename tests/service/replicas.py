@@ -14,29 +14,20 @@ flags an answer that
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from sqlalchemy import create_engine, select, text
 
+from tests.fault.harness import Server, free_port  # noqa: F401  (free_port: scripts/replicas_bench.py takes it from here)
+
 TOKEN = "replica-forget-token-0123456789"
 READ_TOKEN = "replica-read-token-9876543210"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def db_url(cluster: Any, name: str) -> str:
@@ -86,65 +77,16 @@ def fit_pg_template(cluster: Any, root: Path, model: str, name: str = "tmpl", n_
     return PgTemplate(cluster, root / name, name, train, val)
 
 
-class Replica:
-    """`s3t serve` as a subprocess on 127.0.0.1 over a shared ledger (its own process group)."""
+class Replica(Server):
+    """`s3t serve` as a subprocess on 127.0.0.1 over a shared ledger, with the replica tests' tokens."""
 
     def __init__(self, workspace: Path, db: str, log_dir: Path, env: Optional[dict[str, str]] = None,
                  background: bool = True, args: tuple[str, ...] = ()):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "s3t.cli", "serve", "--workspace", str(workspace), "--db", db,
-               "--host", "127.0.0.1", "--port", str(self.port)]
-        if not background:
-            cmd.append("--no-background")
-        cmd += list(args)
-        env = {**os.environ, "S3T_TOKEN": TOKEN, "S3T_READ_TOKEN": READ_TOKEN, "HF_HUB_OFFLINE": "1", **(env or {})}
-        self.log_path = log_dir / f"replica-{self.port}.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        super().__init__(workspace, background=background, db=db, log_dir=log_dir, args=args, name="replica",
+                         env={"S3T_TOKEN": TOKEN, "S3T_READ_TOKEN": READ_TOKEN, **(env or {})})
 
     def wait_ready(self, timeout: float = 180.0) -> "Replica":
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"replica exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"replica on {self.port} not ready after {timeout}s: {self.tail()}")
-
-    def tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def kill9(self) -> None:
-        """kill -9 of the replica and everything it started (its retrain child, training workers)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        if not self.log.closed:
-            self.log.close()
+        return super().wait_ready(timeout)
 
 
 # -- the checker ------------------------------------------------------------------------------------
