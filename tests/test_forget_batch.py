@@ -20,14 +20,22 @@ from tests.conftest import tiny_config, toy_rows
 _VOLATILE = ("request_id", "created_at", "prev_hash")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory, tiny_model):
-    """m=2, L=3, B=3; subjects user0..user11 have training rows, only user0..user4 validation rows."""
+@pytest.fixture(scope="module", params=["fitted", "retrained"])
+def template(request, tmp_path_factory, tiny_model):
+    """m=2, L=3, B=3; subjects user0..user11 have training rows, only user0..user4 validation rows.
+    ``retrained``: after forgets in both shards and a retrain (rebuilt slices, new checkpoints,
+    purged old ones), so records belong to several slice versions."""
     root = tmp_path_factory.mktemp("batch-template")
     train, val = toy_rows(120, seed=1, subjects=12), toy_rows(40, seed=2, subjects=5)
     est = S3T(tiny_config(tiny_model), workspace=root / "ws").fit(train, validation=val)
+    gone: list[str] = []
+    if request.param == "retrained":
+        gone = [train[3]["id"], train[50]["id"], train[77]["id"]]
+        est.forget(gone)
+        est.retrain()
+        est.flush()
     est.ws_.ledger.close()
-    return root / "ws", [r["id"] for r in train], [r["id"] for r in val]
+    return root / "ws", [r["id"] for r in train if r["id"] not in gone] + gone[:1], [r["id"] for r in val]
 
 
 def requests_for(seed: int, train: list[str], val: list[str]) -> list[tuple]:
