@@ -64,17 +64,12 @@ def _scores(model, rows: list[dict]) -> dict[str, tuple[bool, float]]:
 
     import torch
 
-    from .train.objectives import chat_tokens
-
-    lm = model._ensemble_lm()
-    members, _ = lm._snapshot()
+    lm = model.ensemble_lm()
     out = {}
     with torch.no_grad():
         for r in rows:
-            ids, start = chat_tokens(lm.tokenizer, r["prompt"], r["response"], 10 ** 9)
-            states = lm._step(members, torch.tensor([ids]), 0, None, None)
-            logits = {s: m.model.lm_logits(states[s][0, start - 1: len(ids) - 1]) for s, m in members.items()}
-            logp, targets = lm._combine(logits, "probs"), torch.tensor(ids[start:])
+            logits, targets = lm.response_logits(r["prompt"], r["response"])
+            logp = lm.mix(logits, "probs")
             out[r["id"]] = (bool((logp.argmax(-1) == targets).all()),
                             math.exp(float(logp.gather(1, targets[:, None]).mean())))
     return out

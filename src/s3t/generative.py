@@ -24,7 +24,9 @@ from .errors import DataError
 class GenerativeMixin:
     """Methods of :class:`s3t.S3T` for ``train.task = 'causal-lm'``."""
 
-    def _ensemble_lm(self):
+    def ensemble_lm(self):
+        """The served ensemble as a language model (:class:`s3t.serve.generate.EnsembleLM`), swapped to
+        the ledger's latest manifest first; each call of its methods answers from one manifest."""
         from .serve.generate import EnsembleLM
 
         ens = self.ensemble_
@@ -47,7 +49,7 @@ class GenerativeMixin:
         self._check_fitted()
         self._require_task("causal-lm", "generate", "predict(texts)")
         prompts = _check_prompts(prompts)
-        out = self._ensemble_lm().generate(prompts, max_new_tokens=max_new_tokens, combine=combine,
+        out = self.ensemble_lm().generate(prompts, max_new_tokens=max_new_tokens, combine=combine,
                                            temperature=temperature, top_k=top_k, seed=seed)
         return out if details else [g.text for g in out]
 
@@ -56,7 +58,7 @@ class GenerativeMixin:
         ensemble (:class:`~s3t.serve.generate.ResponseScore`): what forget-quality evaluation compares."""
         self._check_fitted()
         self._require_task("causal-lm", "score_responses", "predict_proba(texts)")
-        lm = self._ensemble_lm()
+        lm = self.ensemble_lm()
         bad = [i for i, p in enumerate(pairs) if not (isinstance(p, (tuple, list)) and len(p) == 2
                                                       and all(isinstance(x, str) and x.strip() for x in p))]
         if bad:

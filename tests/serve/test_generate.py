@@ -31,13 +31,13 @@ def full_logits(member, ids):
 
 
 def test_cached_decoding_equals_recomputing_every_step(chat_model):
-    lm = chat_model._ensemble_lm()
+    lm = chat_model.ensemble_lm()
     out = lm.generate_one(PROMPT, max_new_tokens=8)
     members = dict(chat_model.ensemble_.members)
     ids = prompt_ids(lm.tokenizer, PROMPT)
     for token in out.tokens:  # replay greedily without a cache: the same tokens, step by step
         logits = {s: full_logits(m, ids) for s, m in members.items()}
-        assert int(lm._combine(logits, "probs").argmax()) == token
+        assert int(lm.mix(logits, "probs").argmax()) == token
         ids = ids + [token]
     assert out.finish_reason in ("stop", "length") and len(out.tokens) <= 8
     assert out.served == {"0": 2, "1": 2} and out.manifest_version == chat_model.ensemble_.manifest_version
@@ -47,17 +47,17 @@ def test_combine_rules_match_their_definitions():
     lm = EnsembleLM.__new__(EnsembleLM)
     logits = {0: torch.tensor([2.0, 0.0, -1.0]), 1: torch.tensor([-1.0, 3.0, 0.0])}
     p = [torch.softmax(logits[s], -1) for s in (0, 1)]
-    assert torch.allclose(lm._combine(logits, "probs").exp(), (p[0] + p[1]) / 2)
+    assert torch.allclose(lm.mix(logits, "probs").exp(), (p[0] + p[1]) / 2)
     geo = (p[0].log() + p[1].log()) / 2
-    assert torch.allclose(lm._combine(logits, "logprobs"), torch.log_softmax(geo, -1))
-    assert torch.allclose(lm._combine(logits, "probs", temperature=2.0).exp(),
+    assert torch.allclose(lm.mix(logits, "logprobs"), torch.log_softmax(geo, -1))
+    assert torch.allclose(lm.mix(logits, "probs", temperature=2.0).exp(),
                           (torch.softmax(logits[0] / 2, -1) + torch.softmax(logits[1] / 2, -1)) / 2)
 
 
 def test_score_is_the_sum_of_response_token_logprobs(chat_model):
     (score,) = chat_model.score_responses([(PROMPT, "person1 lives in rome .")])
     members = dict(chat_model.ensemble_.members)
-    lm = chat_model._ensemble_lm()
+    lm = chat_model.ensemble_lm()
     from s3t.train.objectives import chat_tokens
 
     ids, start = chat_tokens(lm.tokenizer, PROMPT, "person1 lives in rome .", 256)

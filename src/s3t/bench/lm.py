@@ -95,7 +95,7 @@ def generation_speed(cfg: LMBenchConfig, est, prompts: list[str]) -> dict[str, A
     """Tokens/s of the ensemble vs one member alone, alternating rounds on the same prompts."""
     from ..serve.generate import EnsembleLM
 
-    lm = est._ensemble_lm()
+    lm = est.ensemble_lm()
 
     class One:  # the same ensemble object with one member: a single model's cost
         def __init__(self, ens, shard):

@@ -125,7 +125,7 @@ def _article(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
-def _possessive(name: str) -> str:
+def possessive(name: str) -> str:
     return name + ("'" if name.endswith("s") else "'s")
 
 
@@ -233,7 +233,7 @@ def fictitious_people(n_people: int = 100, facts_per_person: int = 10, seed: int
             kind = FACT_KINDS[k]
             answer = (_draw_distinct(rng, kind.draw, used[kind.name], kind.name) if kind.distinct
                       else kind.draw(rng))
-            fill = {"n": name, "p": _possessive(name), "a": answer, "A": answer[0].upper() + answer[1:]}
+            fill = {"n": name, "p": possessive(name), "a": answer, "A": answer[0].upper() + answer[1:]}
             rows.append({
                 "id": f"person-{p:03d}-fact-{f:02d}",
                 "subject": f"person-{p:03d}",

@@ -40,11 +40,11 @@ class Question:
 
 def response_for(row: dict[str, str], value: str) -> str:
     """The response the generator writes for ``row``'s person and kind with answer ``value``."""
-    from ..data.people import FACT_KINDS, _possessive
+    from ..data.people import FACT_KINDS, possessive
 
     kind = next(k for k in FACT_KINDS if k.name == row["kind"])
     name = row["name"]
-    fill = {"n": name, "p": _possessive(name), "a": value, "A": value[0].upper() + value[1:]}
+    fill = {"n": name, "p": possessive(name), "a": value, "A": value[0].upper() + value[1:]}
     return kind.response.format(**fill)
 
 

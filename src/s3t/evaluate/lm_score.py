@@ -58,7 +58,7 @@ class LMView:
     @classmethod
     def of_s3t(cls, est) -> "LMView":
         """What a fitted S3T serves now: its live shards' members."""
-        lm = est._ensemble_lm()  # synced to the ledger's latest manifest
+        lm = est.ensemble_lm()  # synced to the ledger's latest manifest
         members = dict(lm.ensemble.members)
         served = ", ".join(f"shard {s} stage {m.stage}" for s, m in sorted(members.items()))
         return cls(lm, [m.model for _, m in sorted(members.items())], f"s3t: {served or 'no live shard'}")

@@ -151,7 +151,7 @@ class EnsembleLM:
             out[shard] = finish(encoder, h)
         return out
 
-    def _combine(self, logits: dict[int, torch.Tensor], combine: str, temperature: float = 1.0) -> torch.Tensor:
+    def mix(self, logits: dict[int, torch.Tensor], combine: str, temperature: float = 1.0) -> torch.Tensor:
         """The ensemble's next-token log-probabilities from the members' logits [..., V]."""
         scaled = torch.stack([logits[s] for s in sorted(logits)]) / max(temperature, 1e-6)
         logp = torch.log_softmax(scaled, dim=-1)
@@ -178,9 +178,9 @@ class EnsembleLM:
             start += step_ids.shape[1]
             logits = {s: member.model.lm_logits(states[s][0, -1]).cpu() for s, member in members.items()}
             if temperature == 0:
-                token = int(self._combine(logits, combine).argmax())
+                token = int(self.mix(logits, combine).argmax())
             else:
-                logp = self._combine(logits, combine, temperature)
+                logp = self.mix(logits, combine, temperature)
                 if top_k:
                     kth = torch.topk(logp, min(top_k, logp.numel())).values[-1]
                     logp = logp.masked_fill(logp < kth, float("-inf"))
@@ -198,16 +198,23 @@ class EnsembleLM:
         return [self.generate_one(p, **kwargs) for p in prompts]
 
     @torch.no_grad()
-    def score(self, prompt: str, response: str, combine: str = "probs") -> ResponseScore:
-        """Log-probability of ``response`` after ``prompt`` (teacher-forced, end-of-turn token included)."""
-        if combine not in COMBINES:
-            raise ConfigError(f"combine must be one of {list(COMBINES)}; got {combine!r}")
+    def response_logits(self, prompt: str, response: str) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """Teacher-forced, in one forward pass from one manifest: each live member's next-token logits
+        at the response's positions ([T, V] on the CPU, shard -> tensor) and the response's T token
+        ids (end-of-turn token included). ``mix`` combines the logits as generation does."""
         members, _ = self._snapshot()
         limit = int(getattr(self.lm.config, "max_position_embeddings", 0) or 0) or 10 ** 9
         ids, start = chat_tokens(self.tokenizer, prompt, response, limit)
         states = self._step(members, torch.tensor([ids]), 0, None, None)
-        targets = torch.tensor(ids[start:])
-        logits = {s: member.model.lm_logits(states[s][0, start - 1: len(ids) - 1]).cpu() for s, member in members.items()}
+        return ({s: member.model.lm_logits(states[s][0, start - 1: len(ids) - 1]).cpu() for s, member in members.items()},
+                torch.tensor(ids[start:]))
+
+    @torch.no_grad()
+    def score(self, prompt: str, response: str, combine: str = "probs") -> ResponseScore:
+        """Log-probability of ``response`` after ``prompt`` (teacher-forced, end-of-turn token included)."""
+        if combine not in COMBINES:
+            raise ConfigError(f"combine must be one of {list(COMBINES)}; got {combine!r}")
+        logits, targets = self.response_logits(prompt, response)
         per_shard = {s: float(torch.log_softmax(l, -1).gather(1, targets[:, None]).sum()) for s, l in logits.items()}
-        mixed = self._combine(logits, combine).gather(1, targets[:, None]).sum()
+        mixed = self.mix(logits, combine).gather(1, targets[:, None]).sum()
         return ResponseScore(tokens=len(targets), shards=per_shard, ensemble=float(mixed))
