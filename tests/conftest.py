@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import pytest
 
@@ -13,6 +14,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 POS = ["good", "great", "fine", "superb", "lovely", "brilliant", "moving", "fun"]
 NEG = ["bad", "awful", "dull", "boring", "weak", "poor", "tedious", "flat"]
 FILLER = ["the", "film", "movie", "plot", "was", "really", "quite", "acting", "story", "a"]
+
+
+def wait_until(cond, timeout: float = 30.0, poll: float = 0.05) -> bool:
+    """Poll ``cond()`` until it is true (True) or ``timeout`` seconds passed (False): a bounded wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(poll)
+    return False
 
 
 def toy_rows(n: int, seed: int = 0, subjects: int = 0) -> list[dict]:

@@ -7,7 +7,6 @@ are in test_replicas.py."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 from s3t import S3T
 from s3t.service import create_app
 from s3t.service.fence import ManifestFence
+from tests.conftest import wait_until
 from tests.pg import pg, pg_bin  # noqa: F401  (pg: fixture)
 from tests.service.conftest import AUTH, train_ids
 from tests.service.replicas import AUTH as REPLICA_AUTH, READ_TOKEN, TOKEN, check_answers, fit_pg_template, manifests
@@ -69,13 +69,9 @@ def test_a_caller_never_gets_the_answer_of_a_query_that_started_before_it():
     assert fence.queries == 2 and fence.calls == 3
 
 
+
 def _wait(cond, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
+    return wait_until(cond, timeout, poll=0.01)
 
 
 # -- SQLite: one server, forgets from another process ----------------------------------------------

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from s3t.store.lease import RETRAIN, Lease, LeaseGuard
+from tests.conftest import wait_until
 from tests.service.conftest import AUTH, READ, train_ids, wait_for_state
 
 
 def _wait(cond, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_until(cond, timeout, poll=0.05)
 
 
 def test_no_retrain_while_another_replica_holds_the_lease_then_one_after_it_is_released(make_client, fitted_ws):

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from s3t.store.lease import Lease, LeaseGuard, LeaseLostError
 from s3t.store.ledger import Ledger
 from s3t.store.schema import LeaseRow, Meta
+from tests.conftest import wait_until
 from tests.pg import pg, pg_bin  # noqa: F401  (pg: fixture)
 
 
@@ -31,14 +32,6 @@ def ledger(request, tmp_path):
 def _name(request) -> str:  # one lease per test: the PostgreSQL database is shared by the module
     return "t-" + request.node.name.replace("[", "-").replace("]", "")[:50]
 
-
-def wait_until(cond, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_one_holder_at_a_time_and_release_hands_it_on(ledger, request):
