@@ -30,7 +30,8 @@ def test_grid_points_and_budget():
     assert all(p.alpha == 2 * p.rank for p in pts)
     assert Grid(ranks=(4,), alpha_per_rank=4).points()[0].alpha == 16
     assert Grid.from_dict(g.to_dict()) == g
-    assert pts[0].settings() == {"train.lr": 2e-3, "train.epochs": 1, "train.lora.rank": 8, "train.lora.alpha": 16.0}
+    assert pts[0].settings() == {"train.lr": 2e-3, "train.epochs": 1, "train.lora.rank": 8, "train.lora.alpha": 16.0,
+                                 "train.first_stage_epochs": 0, "train.warmup": 0.0, "train.head_init": "warm"}
 
 
 @pytest.mark.parametrize("kw", [{"lrs": ()}, {"lrs": (1e-3, 1e-3)}, {"lrs": (-1e-3,)}, {"ranks": (2.5,)},
@@ -256,3 +257,149 @@ def test_cli_tune_leaves_out_what_a_workspace_forgot(tmp_path, tiny_model, fitte
     shard0 = {i for v in shard_slices(train_rows, tiny_config(tiny_model), 0).values() for i in v}
     assert d["excluded"] == 3 and d["shard_records"] == full["shard_records"] - len(shard0 & set(gone))
     assert d["train_ids_sha256"] == ids_digest(shard0 - set(gone))
+
+
+# -- stage options (issue 18): optional axes, the S3T-only rule, the honest budget ---------------
+
+
+def test_default_grid_is_unchanged_by_the_stage_axes():
+    g = Grid()
+    assert (g.first_stage_epochs, g.warmup, g.head_init) == ((None,), (0.0,), ("warm",))
+    assert len(g.points()) == 12 and g.budget == g.budget_for(3) == g.budget_for(1) == 18
+    assert all(p.stage_options == {} for p in g.points()) and g.varies() == []
+    assert g.to_dict() == {"lrs": [2e-3, 5e-3, 1e-2], "ranks": [8, 16], "epochs": [1, 2], "alpha_per_rank": 2.0,
+                           "points": 12, "budget_epochs": 18}
+    assert Grid.from_dict({"lrs": [2e-3, 5e-3, 1e-2], "ranks": [8, 16], "epochs": [1, 2]}) == g  # an older result's grid
+
+
+def test_stage_axes_points_and_the_epochs_actually_trained():
+    from fractions import Fraction
+
+    g = Grid(lrs=(1e-2,), ranks=(8,), epochs=(2,), first_stage_epochs=(4, None), warmup=(0.1, 0), head_init=("fresh", "warm"))
+    pts = g.points()
+    assert [(p.first_stage_epochs, p.warmup, p.head_init) for p in pts] == [
+        (None, 0.0, "warm"), (None, 0.0, "fresh"), (None, 0.1, "warm"), (None, 0.1, "fresh"),
+        (4, 0.0, "warm"), (4, 0.0, "fresh"), (4, 0.1, "warm"), (4, 0.1, "fresh")]
+    assert pts[-1].settings() == {"train.lr": 1e-2, "train.epochs": 2, "train.lora.rank": 8, "train.lora.alpha": 16.0,
+                                  "train.first_stage_epochs": 4, "train.warmup": 0.1, "train.head_init": "fresh"}
+    assert pts[-1].stage_options == {"first_stage_epochs": 4, "warmup": 0.1, "head_init": "fresh"}
+    # stage 1 at 4 epochs and stages 2..L at 2: 2 + 2/L epochs per stage, not 2 (nor 4)
+    assert pts[0].budget(3) == 2 and pts[4].budget(3) == Fraction(8, 3)
+    assert g.budget_for(3) == pytest.approx(4 * 2 + 4 * (2 + 2 / 3)) and g.budget_for(2) == 4 * 2 + 4 * 3
+    assert Grid(lrs=(1e-2,), ranks=(8,), epochs=(2,), first_stage_epochs=(1,)).budget_for(2) == 1.5  # shorter counts less
+    with pytest.raises(ConfigError, match="budget_for"):
+        g.budget
+    d = g.to_dict(3)
+    assert d["budget_epochs"] == g.budget_for(3) and d["first_stage_epochs"] == [4, None] and Grid.from_dict(d) == g
+    assert Grid(first_stage_epochs=(0, 3)).first_stage_epochs == (None, 3)  # 0: the config's spelling of None
+
+
+@pytest.mark.parametrize("kw", [{"warmup": (1.0,)}, {"warmup": (-0.1,)}, {"warmup": ()}, {"warmup": (0.1, 0.1)},
+                                {"warmup": (True,)}, {"head_init": ("cold",)}, {"head_init": ()},
+                                {"head_init": ("warm", "warm")}, {"first_stage_epochs": (-1,)},
+                                {"first_stage_epochs": (2.5,)}, {"first_stage_epochs": (True,)},
+                                {"first_stage_epochs": ()}, {"first_stage_epochs": (None, 0)},
+                                {"first_stage_epochs": (None, 2), "epochs": (2,)}])
+def test_bad_stage_axes_are_refused(kw):
+    with pytest.raises(ConfigError):
+        Grid(**kw)
+
+
+def test_s3t_only_options_are_never_varied_for_sisa_or_full():
+    one = dict(lrs=(1e-2,), ranks=(8,), epochs=(1,))
+    for g in (Grid(**one, head_init=("warm", "fresh")), Grid(**one, first_stage_epochs=(3,)), Grid(**one, head_init="fresh")):
+        assert grids_for(["s3t"], g, stages=3)["s3t"] == g
+        for m in ("sisa", "full"):
+            with pytest.raises(ConfigError, match=f"S3T-only.*not varied for {m}"):
+                grids_for(["s3t", m], g, stages=3)
+            with pytest.raises(ConfigError, match="S3T-only"):
+                grids_for([m], g, stages=3)
+    # warm-up is every method's: a shared axis
+    warm = Grid(**one, warmup=(0.0, 0.1))
+    assert set(grids_for(["s3t", "sisa", "full"], warm)) == {"s3t", "sisa", "full"}
+    # per-method grids: S3T's longer first stage is paid for with the others' points, counted for L stages
+    s3t = Grid(lrs=(1e-2,), ranks=(8,), epochs=(2,), first_stage_epochs=(None, 5))  # 2 + (2 + 3/L)
+    other = Grid(lrs=(1e-2,), ranks=(8,), epochs=(2, 3))  # 5
+    assert len(grids_for(["s3t", "sisa", "full"], {"s3t": s3t, "sisa": other, "full": other}, stages=3)) == 3
+    with pytest.raises(ConfigError, match="same tuning budget"):
+        grids_for(["s3t", "sisa"], {"s3t": s3t, "sisa": other}, stages=2)  # 2 + 3.5 = 5.5, not 5
+    with pytest.raises(ConfigError, match="budget_for"):
+        grids_for(["s3t", "sisa"], {"s3t": s3t, "sisa": other})  # without the stages it cannot be counted
+
+
+def test_apply_sets_the_stage_options_the_grid_owns(tiny_model):
+    from dataclasses import replace
+
+    from s3t.tune import apply
+
+    base = tiny_config(tiny_model)
+    base = replace(base, train=replace(base.train, first_stage_epochs=3, warmup=0.3, head_init="fresh"))
+    plain = apply(base, Grid(lrs=(1e-2,), ranks=(4,), epochs=(1,)).points()[0]).train
+    assert (plain.first_stage_epochs, plain.warmup, plain.head_init) == (0, 0.0, "warm")
+    assert apply(base, {"lr": 1e-2, "rank": 4, "alpha": 8.0, "epochs": 1}).train == plain  # an older result's row
+    row = {"lr": 1e-2, "rank": 4, "alpha": 8.0, "epochs": 1, "first_stage_epochs": 4, "warmup": 0.1, "head_init": "fresh"}
+    got = apply(base, row).train
+    assert (got.first_stage_epochs, got.warmup, got.head_init, got.lr, got.epochs) == (4, 0.1, "fresh", 1e-2, 1)
+
+
+def test_choice_prefers_fewer_epochs_trained_then_the_defaults():
+    def row(**kw):
+        return {"val_accuracy": 0.8, "val_loss": 0.4, "lr": 1e-3, "rank": 8, "epochs": 2, "budget_epochs": 2,
+                "first_stage_epochs": None, "warmup": 0.0, "head_init": "warm", **kw}
+
+    longer = row(first_stage_epochs=4, budget_epochs=8 / 3)
+    assert choose([longer, row()]) == row()
+    assert choose([row(warmup=0.1), row(head_init="fresh"), row()]) == row()
+    assert choose([row(warmup=0.1), row(head_init="fresh")]) == row(head_init="fresh")
+    assert choose([longer, row(val_loss=0.41)]) is longer  # the loss before the cost
+    assert choose([row(val_accuracy=0.7), row(warmup=0.1, first_stage_epochs=4, budget_epochs=3)])["warmup"] == 0.1
+
+
+@pytest.fixture
+def confs(monkeypatch):
+    """Every config a grid point is trained with: (method, first_stage_epochs, warmup, head_init)."""
+    import s3t.tune as tune_module
+
+    seen, real = [], tune_module._train_point
+
+    def spy(method, bb, conf, *a, **kw):
+        seen.append((method, conf.train.first_stage_epochs, conf.train.warmup, conf.train.head_init))
+        return real(method, bb, conf, *a, **kw)
+
+    monkeypatch.setattr(tune_module, "_train_point", spy)
+    return seen
+
+
+def test_tune_trains_every_stage_option_and_writes_the_chosen_one(tiny_model, backbone, confs):
+    train, val = toy_rows(120, seed=1), toy_rows(40, seed=2)
+    base = tiny_config(tiny_model)
+    L = base.plan.slices
+    g = Grid(lrs=(3e-2,), ranks=(4,), epochs=(1,), first_stage_epochs=(None, 3), warmup=(0.0, 0.25),
+             head_init=("warm", "fresh"))
+    r = tune(train, val, base, grid=g, methods=["s3t"], backbone=backbone)
+    pts = r["methods"]["s3t"]["points"]
+    assert confs == [("s3t", p.first_stage_epochs or 0, p.warmup, p.head_init) for p in g.points()]
+    assert [(p["first_stage_epochs"], p["warmup"], p["head_init"]) for p in pts] == [
+        (q.first_stage_epochs, q.warmup, q.head_init) for q in g.points()]
+    assert r["budget_epochs"] == pytest.approx(g.budget_for(L)) == pytest.approx(4 * 1 + 4 * (1 + 2 / L))
+    assert [p["budget_epochs"] for p in pts] == pytest.approx([float(q.budget(L)) for q in g.points()])
+    assert len({p["val_loss"] for p in pts}) == len(pts), "an option did not change what was trained"
+    assert r["methods"]["s3t"]["chosen"] == {k: choose(pts)[k] for k in r["methods"]["s3t"]["chosen"]}
+    assert r["methods"]["s3t"]["grid"]["head_init"] == ["warm", "fresh"]
+    # the chosen options reach the config s3t train takes
+    one = Grid(lrs=(3e-2,), ranks=(4,), epochs=(1,), first_stage_epochs=(3,), warmup=(0.25,), head_init=("fresh",))
+    cfg = S3TConfig.from_dict(tune(train, val, base, grid=one, methods=["s3t"], backbone=backbone)["s3t_config"]).train
+    assert (cfg.first_stage_epochs, cfg.warmup, cfg.head_init, cfg.epochs) == (3, 0.25, "fresh", 1)
+
+
+def test_sisa_and_full_never_get_s3t_only_options(tiny_model, backbone, confs):
+    """Warm-up is varied for every method; a base config's first_stage_epochs/head_init reach none of them."""
+    from dataclasses import replace
+
+    base = tiny_config(tiny_model)
+    base = replace(base, train=replace(base.train, first_stage_epochs=3, head_init="fresh", warmup=0.5))
+    g = Grid(lrs=(3e-2,), ranks=(4,), epochs=(1,), warmup=(0.0, 0.25))
+    r = tune(toy_rows(120, seed=1), toy_rows(40, seed=2), base, grid=g, backbone=backbone)
+    assert confs == [(m, 0, w, "warm") for m in ("s3t", "sisa", "full") for w in (0.0, 0.25)]
+    assert all(len(x["points"]) == 2 for x in r["methods"].values()) and r["budget_epochs"] == 2
+
