@@ -403,3 +403,32 @@ def test_sisa_and_full_never_get_s3t_only_options(tiny_model, backbone, confs):
     assert confs == [(m, 0, w, "warm") for m in ("s3t", "sisa", "full") for w in (0.0, 0.25)]
     assert all(len(x["points"]) == 2 for x in r["methods"].values()) and r["budget_epochs"] == 2
 
+
+def test_cli_tune_stage_options(tmp_path, tiny_model):
+    from s3t.cli import app
+
+    train, val = _csv(tmp_path / "train.csv", toy_rows(90, seed=1)), _csv(tmp_path / "val.csv", toy_rows(30, seed=2))
+    out, conf = tmp_path / "tune.json", tmp_path / "tuned.json"
+    data = ["tune", "--out", str(out), "--data", train, "--validation", val, "--model", tiny_model, "-m", "2", "-L", "3",
+            "--batch-size", "8", "--grid-lr", "0.03", "--grid-rank", "2", "--grid-epochs", "1"]
+    stage = ["--grid-first-stage-epochs", "none,2", "--grid-warmup", "0.2", "--grid-head-init", "fresh"]
+    res = CliRunner().invoke(app, data + stage + ["--method", "s3t", "--config-out", str(conf)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(out.read_text())["datasets"]["train.csv"]
+    pts = d["methods"]["s3t"]["points"]
+    assert [(p["first_stage_epochs"], p["warmup"], p["head_init"]) for p in pts] == [(None, 0.2, "fresh"), (2, 0.2, "fresh")]
+    assert d["budget_epochs"] == pytest.approx(1 + 1 + 1 / 3)
+    c, cfg = d["methods"]["s3t"]["chosen"], S3TConfig.load(conf).train
+    assert (cfg.first_stage_epochs or None, cfg.warmup, cfg.head_init) == (c["first_stage_epochs"], 0.2, "fresh")
+    wide = {"COLUMNS": "400", "TERM": "dumb"}
+    # S3T-only axes with SISA/full in the run, the stage options as plain config options, bad values, --p3
+    for args, why in [(data + stage, "--method s3t"), (data + stage + ["--method", "s3t", "--method", "full"], "--method s3t"),
+                      (data + ["--warmup", "0.1"], "--grid-warmup"), (data + ["--head-init", "fresh"], "--grid-head-init"),
+                      (data + ["--first-stage-epochs", "3"], "--grid-first-stage-epochs"),
+                      (data + ["--grid-warmup", "1.0"], "warmup"), (data + ["--grid-head-init", "cold"], "head_init"),
+                      (data + ["--grid-first-stage-epochs", "two"], "--grid-first-stage-epochs"),
+                      (["tune", "--out", str(out), "--bench", "quick", "--model", tiny_model, "--limit", "160", "--dataset",
+                        "trec", "--method", "s3t", "--grid-lr", "0.03", "--grid-rank", "2", "--grid-epochs", "1",
+                        "--grid-warmup", "0,0.1", "--p3", str(tmp_path / "p3")], "stage options")]:
+        bad = CliRunner().invoke(app, args, env=wide)
+        assert bad.exit_code != 0 and why in bad.output, (args, bad.output)

@@ -1,4 +1,5 @@
-"""``s3t tune``: per-method lr × LoRA rank × epochs chosen on validation data (see :mod:`s3t.tune`)."""
+"""``s3t tune``: per-method lr × LoRA rank × epochs (× the stage options) chosen on validation data
+(see :mod:`s3t.tune`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from .cli_common import JsonOpt, console, emit, out
 from .cli_config import config_options
 
 GRID_FIELDS = {"train.lr": "--grid-lr", "train.epochs": "--grid-epochs", "train.lora.rank": "--grid-rank",
-               "train.lora.alpha": "--alpha-per-rank"}
+               "train.lora.alpha": "--alpha-per-rank", "train.first_stage_epochs": "--grid-first-stage-epochs",
+               "train.warmup": "--grid-warmup", "train.head_init": "--grid-head-init"}
+STAGE_NEUTRAL = {"first_stage_epochs": None, "warmup": 0.0, "head_init": "warm"}  # as s3t.tune.NEUTRAL (torch-free here)
 BENCH_FIELDS = {"train.model": "model", "train.threads": "threads"}  # config options a --bench tune passes on
 
 
@@ -23,6 +26,20 @@ def _numbers(text: Optional[str], kind: type, flag: str) -> Optional[tuple]:
         return tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
         raise typer.BadParameter(f"comma-separated {kind.__name__} values; got {text!r}", param_hint=flag) from exc
+
+
+def _first_stage(text: Optional[str]) -> Optional[tuple]:
+    if text is None:
+        return None
+    vals = [v.strip().lower() for v in text.split(",") if v.strip()]
+    try:
+        return tuple(None if v in ("none", "0") else int(v) for v in vals)
+    except ValueError as exc:
+        raise typer.BadParameter(f"comma-separated ints or 'none'; got {text!r}", param_hint="--grid-first-stage-epochs") from exc
+
+
+def _words(text: Optional[str]) -> Optional[tuple]:
+    return None if text is None else tuple(v.strip().lower() for v in text.split(",") if v.strip())
 
 
 @config_options
@@ -41,13 +58,25 @@ def tune_command(
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Train,validation,test fractions of the built-in "
                                             "split, e.g. 0.6,0.15,0.25 (default: as `s3t train`, or the bench preset's)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Base S3T config JSON (not with --bench); the options "
-                                          "below override it field by field, the grid sets lr, epochs and LoRA rank/alpha."),
+                                          "below override it field by field, the grid sets lr, epochs, LoRA rank/alpha "
+                                          "and the stage options (first_stage_epochs, warmup, head_init)."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="Leave out the records this workspace has "
                                              "forgotten (tuning on its data again)."),
     method: Optional[list[str]] = typer.Option(None, "--method", help="s3t, sisa, full (repeatable; default: all three)."),
     grid_lr: Optional[str] = typer.Option(None, "--grid-lr", help="Learning rates (default 0.002,0.005,0.01)."),
     grid_rank: Optional[str] = typer.Option(None, "--grid-rank", help="LoRA ranks (default 8,16)."),
     grid_epochs: Optional[str] = typer.Option(None, "--grid-epochs", help="Epochs per stage (default 1,2)."),
+    grid_first_stage_epochs: Optional[str] = typer.Option(
+        None, "--grid-first-stage-epochs", help="S3T only: epochs of stage 1 (the top layer group, trained on the "
+        "first slice only), e.g. none,4; 'none' = the point's epochs (default: none). SISA and the full fine-tune do "
+        "not have this option, so values other than none need --method s3t (or per-method grids of the same budget, "
+        "from Python). The budget counts the epochs actually trained: stage 1 at 4 and the others at 2 is 2 + 2/L."),
+    grid_warmup: Optional[str] = typer.Option(
+        None, "--grid-warmup", help="Warm-up fractions in [0, 1) of each stage's steps (linear warm-up, then the "
+        "linear decay), e.g. 0,0.1 (default 0). Every method: all train their stages with this schedule."),
+    grid_head_init: Optional[str] = typer.Option(
+        None, "--grid-head-init", help="S3T only: the head at stage k > 1, 'warm' (the parent's) and/or 'fresh' "
+        "(a new seeded head), e.g. warm,fresh (default warm); values other than warm need --method s3t."),
     alpha_per_rank: float = typer.Option(2.0, "--alpha-per-rank", help="LoRA alpha = this × rank (default 2: the default "
                                          "config's 16/8)."),
     shard: int = typer.Option(0, "--shard", help="The shard whose records every grid point trains on."),
@@ -64,11 +93,15 @@ def tune_command(
     Every grid point trains the method on one shard's records and scores the model it would
     serve on the validation records; the highest validation accuracy wins (then the lower
     validation loss, then the cheaper point). Every method gets the same grid budget
-    (points × epochs). The test split is never read, and -w leaves out forgotten records.
+    (points × epochs trained). The test split is never read, and -w leaves out forgotten records.
+    Optional stage-option axes: --grid-warmup (every method), --grid-first-stage-epochs and
+    --grid-head-init (S3T only: with them, tune S3T alone, --method s3t).
 
     Examples: s3t tune --out tune.json --limit 3000 -m 3 -L 3 --config-out tuned.json, then
     s3t train -w ws --limit 3000 --config tuned.json; for the bench:
-    s3t tune --bench quick --out tune.json --p3 results/p3-tuned
+    s3t tune --bench quick --out tune.json --p3 results/p3-tuned; stage options for S3T:
+    s3t tune --method s3t --grid-lr 0.01 --grid-rank 8 --grid-epochs 2 --grid-first-stage-epochs none,4
+    --grid-warmup 0,0.1 --grid-head-init warm,fresh --out stage.json
     """
     from .config import S3TConfig, with_settings
     from .tune import METHODS, Grid
@@ -77,15 +110,32 @@ def tune_command(
     grid_given = sorted(GRID_FIELDS[k] for k in settings if k in GRID_FIELDS)
     if grid_given:
         raise typer.BadParameter(f"lr, epochs and LoRA rank/alpha are chosen by the grid: use {', '.join(grid_given)}")
+    from .errors import ConfigError
+
     default = Grid()
-    grid = Grid(lrs=_numbers(grid_lr, float, "--grid-lr") or default.lrs,
-                ranks=_numbers(grid_rank, int, "--grid-rank") or default.ranks,
-                epochs=_numbers(grid_epochs, int, "--grid-epochs") or default.epochs, alpha_per_rank=alpha_per_rank)
+    try:
+        grid = Grid(lrs=_numbers(grid_lr, float, "--grid-lr") or default.lrs,
+                    ranks=_numbers(grid_rank, int, "--grid-rank") or default.ranks,
+                    epochs=_numbers(grid_epochs, int, "--grid-epochs") or default.epochs, alpha_per_rank=alpha_per_rank,
+                    first_stage_epochs=_first_stage(grid_first_stage_epochs) or default.first_stage_epochs,
+                    warmup=_numbers(grid_warmup, float, "--grid-warmup") or default.warmup,
+                    head_init=_words(grid_head_init) or default.head_init)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     methods = [m.strip() for item in (method or list(METHODS)) for m in item.split(",") if m.strip()]
+    others = [m for m in methods if m != "s3t"]
+    if grid.varies() and others:
+        flags = ", ".join(GRID_FIELDS[f"train.{k}"] for k in grid.varies())
+        raise typer.BadParameter(f"{flags} vary S3T-only stage options; SISA and the full fine-tune have no such option "
+                                 f"and every method must get the same budget: tune S3T alone (--method s3t)",
+                                 param_hint="--method")
     fracs = _numbers(fractions, float, "--fractions")
     say = lambda msg: console.print(msg, soft_wrap=True)  # noqa: E731
     if p3 is not None and bench is None:
         raise typer.BadParameter("--p3 measures the bench's P3: give --bench quick or --bench full", param_hint="--p3")
+    if p3 is not None and (grid.varies() or grid.warmup != default.warmup):
+        raise typer.BadParameter("the bench applies the chosen lr, LoRA rank/alpha and epochs only, not the stage "
+                                 "options: --p3 would measure other settings than those chosen", param_hint="--p3")
     if bench is not None:
         result = _tune_bench(bench, settings, dataset, data, config, workspace, limit, fracs, grid, methods, shard, say)
     else:
@@ -108,14 +158,15 @@ def tune_command(
         from rich.table import Table
 
         for name, d in r["datasets"].items():
-            table = Table("method", "lr", "rank", "epochs", "val acc", "val loss", "grid CPU s",
+            table = Table("method", "lr", "rank", "epochs", "stage options", "val acc", "val loss", "grid CPU s",
                           title=f"{name}: chosen on {d['data']['validation_records']} validation records "
                                 f"(shard {d['shard']}, {d['data']['shard_records']} training records; "
-                                f"{d['budget_epochs']} epochs per method)")
+                                f"{d['budget_epochs']:g} epochs per method)")
             for m, x in d["methods"].items():
                 c = x["chosen"]
-                table.add_row(m, f"{c['lr']:g}", str(c["rank"]), str(c["epochs"]), f"{c['val_accuracy']:.3f}",
-                              f"{c['val_loss']:.3f}", f"{x['cpu_seconds']:.0f}")
+                opts = ", ".join(f"{k} {v}" for k, v in c.items() if k in STAGE_NEUTRAL and v != STAGE_NEUTRAL[k])
+                table.add_row(m, f"{c['lr']:g}", str(c["rank"]), str(c["epochs"]), opts or "-",
+                              f"{c['val_accuracy']:.3f}", f"{c['val_loss']:.3f}", f"{x['cpu_seconds']:.0f}")
             out.print(table)
         out.print(f"tuning took {r['cpu_seconds']:.0f} CPU s; result in {out_file}")
         if "p3" in r:
