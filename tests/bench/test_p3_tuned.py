@@ -98,3 +98,16 @@ def test_a_tune_result_from_another_split_is_refused(tuned_p3, tiny_model, tmp_p
                   fractions=(0.6, 0.1, 0.3))
     with pytest.raises(ConfigError, match="s3t tune"):
         bench_tuned({"methods": {}})
+
+
+def test_a_tune_result_that_chose_stage_options_is_refused_not_dropped(tuned_p3):
+    """The bench applies lr, rank, alpha and epochs; a chosen stage option would be lost without a word."""
+    import copy
+
+    tune, _ = tuned_p3
+    bench_tuned(tune)  # the defaults: accepted
+    changed = copy.deepcopy(tune)
+    name = next(iter(changed["datasets"]))
+    changed["datasets"][name]["methods"]["s3t"]["chosen"]["warmup"] = 0.1
+    with pytest.raises(ConfigError, match="warmup"):
+        bench_tuned(changed)

@@ -17,6 +17,9 @@ from ..errors import ConfigError
 from .config import BenchConfig
 
 SETTING_KEYS = ("lr", "rank", "alpha", "epochs")
+# stage options a tune point may choose; the bench trains every method with their defaults, so a
+# result that chose anything else is refused rather than applied in part
+STAGE_NEUTRAL = {"first_stage_epochs": (None, 0), "warmup": (0, 0.0), "head_init": ("warm",)}
 
 
 def tune_bench(cfg: BenchConfig, datasets: Sequence[str] | None = None, grid=None, methods: Sequence[str] | None = None,
@@ -59,6 +62,13 @@ def bench_tuned(result: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("not a s3t tune result: expected a 'datasets' mapping (written by `s3t tune --bench`)")
     out = {}
     for name, r in result["datasets"].items():
+        for method, x in (r.get("methods") or {}).items() if isinstance(r, Mapping) else ():
+            chosen = x.get("chosen", {}) if isinstance(x, Mapping) else {}
+            odd = {k: chosen[k] for k, neutral in STAGE_NEUTRAL.items() if k in chosen and chosen[k] not in neutral}
+            if odd:
+                raise ConfigError(f"tune result for {name!r}: {method} chose stage options {odd}, which the bench does "
+                                  "not apply (it takes lr, rank, alpha, epochs); tune without --grid-first-stage-epochs, "
+                                  "--grid-warmup, --grid-head-init for the bench")
         try:
             base = r["base_config"]
             out[name] = {
