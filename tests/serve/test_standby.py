@@ -88,14 +88,17 @@ def test_close_stops_the_thread_and_later_requests_do_nothing(fitted_ws):
     assert fitted_ws.ensemble_.members[shard].stage == receipt.after[str(shard)]
 
 
-def test_a_burst_of_swaps_is_one_refresh_after_it():
-    """Each swap asks for a refresh; a refresh re-reads every shard's fallbacks from the ledger, so
-    during a burst of forgets they wait until the swaps pause (bounded), then run once."""
+def test_a_burst_of_swaps_is_one_refresh_at_its_start_and_one_after_it(monkeypatch):
+    """Each swap asks for a refresh; a refresh re-reads every shard's fallbacks from the ledger. The
+    first swap after a quiet spell refreshes at once; the rest of a burst waits until the swaps pause
+    (bounded), then runs once."""
     import time
     from types import SimpleNamespace
 
+    from s3t.serve import standby as standby_module
     from s3t.serve.standby import Standby
 
+    monkeypatch.setattr(standby_module, "SETTLE_S", 0.3)  # a settle is long: whether one happened is plain
     calls = []
 
     def candidates():
@@ -110,5 +113,10 @@ def test_a_burst_of_swaps_is_one_refresh_after_it():
             time.sleep(0.001)
         assert standby.wait(10)
         assert 1 <= len(calls) <= 2, len(calls)
+        quiet = time.monotonic()
+        time.sleep(0.3)  # a quiet spell: the next swap refreshes at once, without settling
+        standby.request()
+        assert standby.wait(10)
+        assert len(calls) <= 3 and calls[-1] - quiet < 0.3 + 0.2, calls[-1] - quiet  # no 0.3 s settle
     finally:
         standby.close()

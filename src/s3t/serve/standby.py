@@ -38,9 +38,11 @@ def _close_all() -> None:  # a daemon thread inside torch at interpreter exit ca
         standby.close()
 
 
-# a refresh waits until swaps have paused for SETTLE_S (at most MAX_SETTLE_S): during a burst of
-# forgets each swap would otherwise re-read every shard's fallbacks from the ledger
-SETTLE_S, MAX_SETTLE_S = 0.02, 0.2
+# A swap after a quiet spell refreshes at once (the next forget finds its member ready). A swap that
+# comes within BURST_S of the last refresh is part of a burst: the refresh waits until swaps have
+# paused for SETTLE_S (at most MAX_SETTLE_S); otherwise each swap of a burst of forgets would re-read
+# every shard's fallbacks from the ledger and rebuild members that the next swap discards.
+BURST_S, SETTLE_S, MAX_SETTLE_S = 0.2, 0.02, 0.2
 Candidates = Callable[[], dict[str, tuple[int, int]]]  # checkpoint id -> (shard, stage)
 StateLoader = Callable[[str], dict[str, torch.Tensor]]
 
@@ -62,6 +64,7 @@ class Standby:
         self.hits = 0
         self.last_error: str | None = None
         self._closed = False
+        self._last_refresh = float("-inf")  # monotonic time the last refresh ended
         _LIVE.add(self)
 
     # -- used by Ensemble.sync ----------------------------------------------------------
@@ -106,9 +109,10 @@ class Standby:
         while True:
             self._wake.wait()
             self._wake.clear()
-            settle_until = time.monotonic() + MAX_SETTLE_S
-            while not self._closed and self._wake.wait(SETTLE_S) and time.monotonic() < settle_until:
-                self._wake.clear()  # a burst of swaps (forgets grouped or back to back): one refresh after it
+            if time.monotonic() - self._last_refresh < BURST_S:  # in a burst: one refresh once it pauses
+                settle_until = time.monotonic() + MAX_SETTLE_S
+                while not self._closed and self._wake.wait(SETTLE_S) and time.monotonic() < settle_until:
+                    self._wake.clear()
             if self._closed:
                 return
             try:
@@ -116,6 +120,7 @@ class Standby:
             except Exception as exc:  # never let the thread die silently; the sync path still works
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("standby members not refreshed: %s", self.last_error)
+            self._last_refresh = time.monotonic()
             if not self._wake.is_set():
                 self._idle.set()
 
