@@ -25,17 +25,18 @@ import uuid
 from collections import defaultdict
 from typing import Any, Sequence
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 
 from .errors import DataError, S3TError, UnknownRecordError
+from .forget import (
+    _ERASE_TEXT, _IDS, _INS_DELETION, _INS_RECEIPT, _INS_REQUEST, _PURGE, _Q_LAST_RECEIPT, _Q_RECORDS, GENESIS, Receipt,
+    _forget_one, _prefixes, check_request, receipt_hash)
 from .store.ledger import (
     _INS_MANIFEST, _NOTIFY_MANIFEST, _Q_DELETED_AMONG, _Q_SEQUENCES_IN_SHARDS, _Q_TAINTED_IN_SHARDS,
     _SHARDS, Ledger, build_chains, canonical, manifest_from, utcnow)
-from .store.schema import Checkpoint, CheckpointLineage, DeletionRequest, Record, SliceMember
+from .store.schema import Checkpoint, CheckpointLineage, DeletionRequest, Receipt as ReceiptRow, Record, SliceMember
 
-_IDS = bindparam("ids", expanding=True)
 _Q_KEYS = select(DeletionRequest.key, DeletionRequest.id).where(DeletionRequest.key.in_(bindparam("keys", expanding=True)))
-_Q_RECORDS = select(Record.id, Record.split, Record.shard).where(Record.id.in_(_IDS))
 _Q_SUBJECTS = (select(Record.id, Record.split, Record.shard, Record.subject)
                .where(Record.subject.in_(bindparam("subjects", expanding=True))))
 _Q_SLICES_OF = select(SliceMember.record_id, SliceMember.slice_version_id).where(SliceMember.record_id.in_(_IDS))
@@ -44,8 +45,6 @@ _Q_CKPTS = (select(Checkpoint.id, Checkpoint.shard, Checkpoint.prefix, Checkpoin
             .where(Checkpoint.shard.in_(_SHARDS)).order_by(Checkpoint.ordinal))
 _Q_LINEAGE = (select(CheckpointLineage.checkpoint_id, CheckpointLineage.slice_version_id)
               .join(Checkpoint, Checkpoint.id == CheckpointLineage.checkpoint_id).where(Checkpoint.shard.in_(_SHARDS)))
-_PURGE_IDS = (update(Checkpoint).where(Checkpoint.id.in_(_IDS), Checkpoint.purged.is_(False)).values(purged=True)
-              .execution_options(synchronize_session=False))
 
 
 class _Shards:
@@ -94,9 +93,6 @@ class ForgetBatch:
         self.made: dict[str, tuple[dict, str]] = {}  # key -> (body, hash) of a receipt this batch created
 
     def run(self, asked: Sequence[tuple[list[str] | None, str | None, str]]) -> list[Any]:
-        from .forget import Receipt, _forget_one, check_request
-        from .store.schema import Receipt as ReceiptRow
-
         s = self.s
         found = dict(s.execute(_Q_KEYS, {"keys": sorted({k for _, _, k in asked})}).all())
         ids = sorted({i for r, subj, _ in asked if subj is None and r for i in r})
@@ -126,7 +122,11 @@ class ForgetBatch:
                 out.append(rows)
             elif any(r.split != "train" for r in rows):  # validation rows: re-scoring runs in the database
                 self.flush()
-                out.append(_forget_one(self.ledger, self.session, s, record_ids, subject, key))
+                try:
+                    out.append(_forget_one(self.ledger, self.session, s, record_ids, subject, key))
+                except (DataError, UnknownRecordError) as exc:  # raised before the request wrote anything
+                    out.append(exc)
+                    continue
                 self.made[key] = (out[-1].body, out[-1].hash)
                 self.state = None  # checkpoints re-scored, manifest recomputed: read again
             else:
@@ -137,8 +137,6 @@ class ForgetBatch:
     def _load(self) -> None:
         """The batch's reads: latest manifest, last receipt, deletions among the batch's records,
         their slice versions, and the serving rule's inputs of their shards."""
-        from .forget import _Q_LAST_RECEIPT
-
         s = self.s
         self.version, self.manifest = self.ledger.latest_manifest(s)
         last = s.execute(_Q_LAST_RECEIPT).first()
@@ -152,8 +150,6 @@ class ForgetBatch:
 
     def _one(self, rows: list, subject: str | None, key: str) -> Any:
         """One request on the batch's state (see :func:`s3t.forget._forget_one`, its one-at-a-time form)."""
-        from .forget import GENESIS, Receipt, _prefixes, receipt_hash
-
         if self.state is None:
             self._load()
         request_id = "req-" + uuid.uuid4().hex[:16]
@@ -197,8 +193,6 @@ class ForgetBatch:
 
     def flush(self) -> None:
         """Write the pending rows, in foreign-key order, one statement per table."""
-        from .forget import _ERASE_TEXT, _INS_DELETION, _INS_RECEIPT, _INS_REQUEST
-
         s, rows = self.s, self.rows
         if rows["request"]:
             s.execute(_INS_REQUEST, rows["request"])
@@ -207,7 +201,7 @@ class ForgetBatch:
         if rows["erase"]:
             s.execute(_ERASE_TEXT, {"ids": sorted(set(rows["erase"]))})
         if rows["purge"]:
-            s.execute(_PURGE_IDS, {"ids": sorted(set(rows["purge"]))})
+            s.execute(_PURGE, {"ids": sorted(set(rows["purge"]))})
         if rows["manifest"]:
             s.execute(_INS_MANIFEST, rows["manifest"])
             if self.ledger.dialect == "postgresql":  # one notice per batch: a listener reads the latest
