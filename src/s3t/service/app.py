@@ -27,7 +27,6 @@ import asyncio
 import json
 import logging
 import os
-import threading
 from contextlib import asynccontextmanager, contextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -173,15 +172,12 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
         listen = model.ws_.ledger.dialect == "postgresql"
     secret = resolve_token(model.ws_.path, token)
     reader = Depends(require_read_token(resolve_read_token(model.ws_.path, read_token), secret))
-    # post-retrain swaps take turns; forgets do not take it: S3T.forget is thread-safe (group commit,
-    # monotonic swaps, one file-step thread) and holding a lock here would commit them one by one
-    mutate = threading.Lock()
-
-    def after_retrain() -> None:
-        with mutate:
-            model.ws_.sync_served()
-            if getattr(model, "_ensemble", None) is not None:
-                model._sync()  # swap the in-memory ensemble now, not on the next prediction
+    # No lock around forgets or this swap: S3T.forget is thread-safe (group commit, monotonic swaps,
+    # a file lock on served.json, one file-step thread); a lock here would commit forgets one by one.
+    def after_retrain() -> None:  # on the worker's one thread
+        model.ws_.sync_served()
+        if getattr(model, "_ensemble", None) is not None:
+            model._sync()  # swap the in-memory ensemble now, not on the next prediction
 
     serve_cfg = model.config.serve
     policy = RetrainPolicy(retrain_policy or serve_cfg.retrain, serve_cfg.retrain_delta, serve_cfg.retrain_every)
