@@ -136,7 +136,14 @@ def bench(
     tuned: Optional[Path] = typer.Option(None, "--tuned", exists=True, dir_okay=False, help="A `s3t tune --bench` result "
                                          "(JSON): each method trains with its validation-chosen settings (checked to be "
                                          "this run's split)."),
-    only: Optional[str] = typer.Option(None, "--only", help="Run one part alone: P3 (test accuracy), P8 (deletion "
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="S3T fits train this many shards at once "
+                                          "(worker processes; the checkpoints are bit-identical). Only with --only P3 / "
+                                          "P4: the other parts compare costs with baselines trained in one process."),
+    p3_dataset: Optional[list[str]] = typer.Option(None, "--p3-dataset", help="P3's datasets (repeatable; default "
+                                                   "movie_reviews and trec). With --only P3 / P4 the first is the main "
+                                                   "one (P4's): run one per process to measure them at once."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run one part alone: P3 (test accuracy), P4 (P3's fits, "
+                                       "then accuracy as deletions accumulate), P8 (deletion "
                                        "traffic: a stream of subject deletions with the background retrain running, "
                                        "every method) or P9 (the chat model: training CPU per sequence vs SISA, "
                                        "generation tokens/s of the ensemble vs one member, forget latency)."),
@@ -165,7 +172,7 @@ def bench(
         return
     results = run_bench(out_dir, quick=quick, say=lambda msg: console.print(msg, soft_wrap=True), model=model, limit=limit,
                         deletions=deletions, threads=threads, restart=restart, keep_work=keep_work, only=only,
-                        tuned=tuned)
+                        tuned=tuned, workers=workers, p3_datasets=tuple(p3_dataset) if p3_dataset else None)
 
     def render(r):
         table = Table("part", "metric", "measured", "target", "met", title=f"s3t bench ({r['mode']})")

@@ -85,6 +85,9 @@ def tune_command(
     p3: Optional[Path] = typer.Option(None, "--p3", help="With --bench: then measure P3 (test accuracy before any deletion) "
                                       "with the defaults and with the chosen settings into this directory "
                                       "(defaults/, tuned/, p3_tuned.json, p3_before_after.png)."),
+    merge: Optional[list[Path]] = typer.Option(None, "--merge", exists=True, dir_okay=False, help="Train nothing: "
+                                               "unite tune results made in parallel (one per dataset or per method, "
+                                               "same settings otherwise; repeatable) into --out."),
     as_json: bool = JsonOpt,
     settings: Optional[dict] = None,
 ) -> None:
@@ -101,12 +104,18 @@ def tune_command(
     s3t train -w ws --limit 3000 --config tuned.json; for the bench:
     s3t tune --bench quick --out tune.json --p3 results/p3-tuned; stage options for S3T:
     s3t tune --method s3t --grid-lr 0.01 --grid-rank 8 --grid-epochs 2 --grid-first-stage-epochs none,4
-    --grid-warmup 0,0.1 --grid-head-init warm,fresh --out stage.json
+    --grid-warmup 0,0.1 --grid-head-init warm,fresh --out stage.json; in parallel, then united:
+    s3t tune --bench full --dataset trec --method sisa --out trec-sisa.json (one per dataset and method),
+    s3t tune --merge trec-s3t.json --merge trec-sisa.json ... --out tune.json
     """
     from .config import S3TConfig, with_settings
     from .tune import METHODS, Grid
 
     settings = settings or {}
+    if merge:
+        return _merge(merge, out_file, as_json, settings, bench, dataset, data, validation, limit, fractions, config,
+                      workspace, method, grid_lr, grid_rank, grid_epochs, grid_first_stage_epochs, grid_warmup,
+                      grid_head_init, config_out, p3, shard != 0, alpha_per_rank != 2.0)
     grid_given = sorted(GRID_FIELDS[k] for k in settings if k in GRID_FIELDS)
     if grid_given:
         raise typer.BadParameter(f"lr, epochs and LoRA rank/alpha are chosen by the grid: use {', '.join(grid_given)}")
@@ -173,6 +182,24 @@ def tune_command(
             out.print(f"P3 before/after in {p3}: {r['p3']['summary']}", soft_wrap=True)
 
     emit(result, as_json, render)
+
+
+def _merge(paths: list[Path], out_file: Path, as_json: bool, settings: dict, *others) -> None:
+    """``s3t tune --merge A --merge B --out C``: C = A and B united (:func:`s3t.tune_merge.merge_tune_results`)."""
+    from .tune_merge import merge_tune_results
+
+    if settings or any(others):
+        raise typer.BadParameter("--merge trains nothing: give only --merge (twice or more), --out and --json")
+    try:
+        parts = [json.loads(p.read_text()) for p in paths]
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--merge") from exc
+    result = merge_tune_results(parts)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, as_json, lambda r: out.print(
+        f"{len(paths)} tune results united into {out_file}: "
+        + "; ".join(f"{name} ({', '.join(d['methods'])})" for name, d in r["datasets"].items())))
 
 
 def _tune_bench(preset, settings, dataset, data, config, workspace, limit, fracs, grid, methods, shard, say) -> dict:

@@ -30,6 +30,7 @@ class BenchConfig:
     rank: int = 8
     alpha: int = 16
     threads: int = 1                                       # torch intra-op threads, every method
+    workers: int = 1                                       # S3T fits: shard jobs at once (processes); bit-identical
     validation: bool = False                               # score each S3T checkpoint (serving tie-breaks)
     val_limit: int = 50                                    # validation records scoring each S3T checkpoint
     seed: int = 0

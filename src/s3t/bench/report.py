@@ -20,8 +20,9 @@ def _row(part: str, metric: str, value: str, target: str = "", met: bool | None 
 def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per headline number; ``met`` compares with the issue's target (None: no target)."""
     rows = []
-    if "P1" not in r:  # a P3-only or P8-only run
-        return (p3_rows(r) if "P3" in r else []) + (p8_rows(r["P8"]) if "P8" in r else [])
+    if "P1" not in r:  # a P3-only, P4-only or P8-only run
+        return ((p3_rows(r) if "P3" in r else []) + (p4_rows(r) if "P4" in r else [])
+                + (p8_rows(r["P8"]) if "P8" in r else []))
     p1 = r["P1"]
     s, b, f = p1["s3t_ms"], p1["sisa_ms"], p1["full_ms"]
     rows.append(_row("P1", f"s3t forget latency p50 / p99 over {s['n']} deletions", f"{s['p50']:.1f} / {s['p99']:.1f} ms",
@@ -61,22 +62,7 @@ def summary_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                          best >= 0.10 if big else None))
     L = r["config"]["slices"]
     rows += p3_rows(r)
-    p4 = r["P4"]
-    last = p4["points"][-1]
-    n_streams = len(p4["streams"])
-
-    def acc4(key: str) -> str:
-        dead = last[f"{key}_dead_streams"]
-        if last[key] is None:
-            return "no live shard"
-        return _f(last[key]) + (f" (dead in {dead}/{n_streams} streams)" if dead else "")
-
-    if last["s3t"] is not None and last["sisa"] is None:
-        met4 = True
-    else:
-        met4 = None if p4["gap_at_50pct_pts"] is None else p4["gap_at_50pct_pts"] >= 2
-    rows.append(_row("P4", f"accuracy after {last['deletions']} deletions (50% of rate {p4['deletion_rate']:.1f}), "
-                     f"{n_streams} streams: S3T / SISA", f"{acc4('s3t')} / {acc4('sisa')}", "S3T ≥ SISA + 2 pts", met4))
+    rows += p4_rows(r)
     p5 = r["P5"]
     ps = p5["per_sequence"]
     rows.append(_row("P5a", "CPU seconds per trained sequence S3T / SISA (wall ratio; layer-count bound)",
@@ -136,6 +122,26 @@ def _settings_text(st: dict[str, Any]) -> str:
     return f"lr {st['lr']:g}, r={st['rank']}, {st['epochs']} ep"
 
 
+def p4_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """P4: test accuracy of S3T and SISA (no retraining) after half the deletion rate."""
+    p4 = r["P4"]
+    last = p4["points"][-1]
+    n_streams = len(p4["streams"])
+
+    def acc4(key: str) -> str:
+        dead = last[f"{key}_dead_streams"]
+        if last[key] is None:
+            return "no live shard"
+        return _f(last[key]) + (f" (dead in {dead}/{n_streams} streams)" if dead else "")
+
+    if last["s3t"] is not None and last["sisa"] is None:
+        met4 = True
+    else:
+        met4 = None if p4["gap_at_50pct_pts"] is None else p4["gap_at_50pct_pts"] >= 2
+    return [_row("P4", f"accuracy after {last['deletions']} deletions (50% of rate {p4['deletion_rate']:.1f}), "
+                 f"{n_streams} streams: S3T / SISA", f"{acc4('s3t')} / {acc4('sisa')}", "S3T ≥ SISA + 2 pts", met4)]
+
+
 def p3_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     """P3 per dataset (the main one first): test accuracy of every method before any deletion, and
     the settings each trained with when they were tuned."""
@@ -154,6 +160,33 @@ def p3_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
                              "; ".join(f"{m} {_settings_text(st)}" + ("" if st["source"] == "tuned" else " (default)")
                                        for m, st in d["settings"].items())))
     return rows
+
+
+def plot_p4(r: dict[str, Any], path: Path) -> str:
+    """S3T's and SISA's test accuracy as deletions accumulate (mean of the live streams)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p4 = r["P4"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    d = [x["deletions"] for x in p4["points"]]
+    n = len(p4["streams"])
+    for key, label, color in (("s3t", f"S3T B={r['config']['slices']}", "C0"), ("sisa", "SISA (no retraining)", "C1")):
+        ax.plot(d, [float("nan") if x[key] is None else x[key] for x in p4["points"]], "o-", color=color, label=label)
+        for x in p4["points"]:
+            if x[f"{key}_dead_streams"]:
+                ax.annotate(f"{key.upper()} dead in {x[f'{key}_dead_streams']}/{n}", (x["deletions"], 0.02),
+                            xycoords=("data", "axes fraction"), color=color, rotation=90, fontsize=8,
+                            va="bottom", ha="right" if key == "s3t" else "left")
+    ax.axhline(r["P3"]["full"], color="gray", ls="--", label="full fine-tune (0 deletions)")
+    ax.set_xlabel("single-record deletions"), ax.set_ylabel("test accuracy")
+    ax.set_title(f"P4 accuracy vs deletions (rate {p4['deletion_rate']:.1f}; mean of live streams)"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def plot_p3(p3: dict[str, Any], slices: int, path: Path, title: str = "P3 test accuracy before any deletion") -> str:
@@ -256,7 +289,9 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
         names.append(Path(plot_p8(r["P8"], out / "p8_deletion_traffic.png")).name)
     if "P3" in r:
         names.append(Path(plot_p3(r["P3"], r["config"]["slices"], out / "p3_accuracy.png")).name)
-    if "P1" not in r:  # a P3-only or P8-only run
+    if "P4" in r:
+        names.append(Path(plot_p4(r, out / "p4_accuracy_vs_deletions.png")).name)
+    if "P1" not in r:  # a P3-only, P4-only or P8-only run
         return names
     p1 = r["P1"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -291,22 +326,6 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
     a2.set_ylim(0, 1.3 * top)  # headroom: the legend sits above the bars
     a2.legend(loc="upper center", ncol=len(sels))
     save(fig, "p2_deletion_rate.png")
-
-    p4 = r["P4"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    d = [x["deletions"] for x in p4["points"]]
-    n = len(p4["streams"])
-    for key, label, color in (("s3t", f"S3T B={r['config']['slices']}", "C0"), ("sisa", "SISA (no retraining)", "C1")):
-        ax.plot(d, [float("nan") if x[key] is None else x[key] for x in p4["points"]], "o-", color=color, label=label)
-        for x in p4["points"]:
-            if x[f"{key}_dead_streams"]:
-                ax.annotate(f"{key.upper()} dead in {x[f'{key}_dead_streams']}/{n}", (x["deletions"], 0.02),
-                            xycoords=("data", "axes fraction"), color=color, rotation=90, fontsize=8,
-                            va="bottom", ha="right" if key == "s3t" else "left")
-    ax.axhline(r["P3"]["full"], color="gray", ls="--", label="full fine-tune (0 deletions)")
-    ax.set_xlabel("single-record deletions"), ax.set_ylabel("test accuracy")
-    ax.set_title(f"P4 accuracy vs deletions (rate {p4['deletion_rate']:.1f}; mean of live streams)"), ax.legend()
-    save(fig, "p4_accuracy_vs_deletions.png")
 
     p5, p7 = r["P5"], r["P7"]
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 4))

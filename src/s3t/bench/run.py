@@ -20,9 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import ConfigError
 from .config import BenchConfig
 from .plan_parts import p2_deletion_rate
 from .resume import RunState, to_json
+from .train_parts import cpu_seconds
 from .report import markdown_table, plots, summary_rows
 
 
@@ -30,6 +32,8 @@ def machine(cfg: BenchConfig) -> dict[str, Any]:
     import peft
     import torch
     import transformers
+
+    from ..train.device import device_identity, resolve_device
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpu = platform.processor()
@@ -42,7 +46,8 @@ def machine(cfg: BenchConfig) -> dict[str, Any]:
         "cpu_count": os.cpu_count(), "usable_cores": cores, "cpu": cpu, "platform": platform.platform(),
         "python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
         "peft": peft.__version__, "torch_threads": torch.get_num_threads(), "threads_config": cfg.threads,
-        "workers": 1, "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "workers": cfg.workers, "compute": device_identity(resolve_device("auto")),
+        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -89,23 +94,27 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
 
         overrides["tuned"] = bench_tuned(json.loads(Path(tuned).read_text()) if isinstance(tuned, (str, Path)) else tuned)
     cfg = BenchConfig.quick(**overrides) if quick else BenchConfig.full(**overrides)
-    if only == "P3" and cfg.dataset not in cfg.p3_datasets:  # P3 alone: the first of its datasets is the main one
+    if cfg.workers != 1 and only not in ("P3", "P4"):
+        raise ConfigError(f"workers={cfg.workers}: only `--only P3` and `--only P4` may train S3T with several worker "
+                          "processes; the other parts compare training cost and latency with SISA and the full "
+                          "fine-tune, which train in one process")
+    if only in ("P3", "P4") and cfg.dataset not in cfg.p3_datasets:  # P3 alone: the first of its datasets is the main one
         cfg = replace(cfg, dataset=cfg.p3_datasets[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(out, cfg.to_dict(), restart=restart, say=say)
-    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     set_determinism(cfg.threads)
     results: dict[str, Any] = {"mode": cfg.mode, "config": cfg.to_dict(), "machine": machine(cfg)}
     say(f"s3t bench ({cfg.mode}): model {cfg.model}, m={cfg.shards} L={cfg.slices}, {cfg.epochs} epoch(s), "
         f"{cfg.threads} thread(s)")
     timings: dict[str, float] = {}
-    if only not in (None, "P3", "P8"):
-        raise ValueError(f"only must be None, 'P3' or 'P8'; got {only!r}")
+    if only not in (None, "P3", "P4", "P8"):
+        raise ValueError(f"only must be None, 'P3', 'P4' or 'P8'; got {only!r}")
     if only == "P8":
         return _p8_only(cfg, out, state, results, say, t0, cpu0, keep_work)
-    if only == "P3":
-        return _p3_only(cfg, out, state, results, say, t0, cpu0, keep_work)
+    if only in ("P3", "P4"):
+        return _p3_only(cfg, out, state, results, say, t0, cpu0, keep_work, p4=only == "P4")
     say("P2: deletion-rate simulations ...")
     results["P2"] = state.part("P2", p2_deletion_rate, cfg, timings=timings)
     backbone, splits, warm, warm_cpu = _model_and_data(cfg, results)
@@ -151,6 +160,15 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     return _write(results, out, state, say, t0, cpu0, keep_work, "bench")
 
 
+def _p4_closed(ctx) -> dict[str, Any]:
+    """P4's results, its last stream's workspace copy closed (only P6 measures it)."""
+    from .serve_parts import close_copy, p4_accuracy
+
+    p4, last = p4_accuracy(ctx)
+    close_copy(last)
+    return p4
+
+
 def _model_and_data(cfg: BenchConfig, results: dict[str, Any]):
     """The backbone, the time of a second (warm) load — what S3T.fit spends loading its own copy — and the
     dataset's splits, recorded in ``results["data"]``: (backbone, splits, warm wall s, warm CPU s)."""
@@ -171,7 +189,7 @@ def _write(results: dict[str, Any], out: Path, state: RunState, say, t0: float, 
            what: str) -> dict[str, Any]:
     """Totals, the summary table and the plots; results.json and summary.md; the kept pieces go."""
     results["total_seconds"] = time.perf_counter() - t0
-    results["cpu_seconds"] = _cpu_seconds() - cpu0  # with 1 thread ≈ the wall time on an idle core
+    results["cpu_seconds"] = cpu_seconds() - cpu0  # with 1 thread ≈ the wall time on an idle core
     results["summary"] = summary_rows(results)
     results["plots"] = plots(results, out)
     (out / "results.json").write_text(to_json(results))
@@ -198,8 +216,9 @@ def _p8_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
 
 
 def _p3_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, Any], say, t0: float, cpu0: float,
-             keep_work: bool) -> dict[str, Any]:
-    """``s3t bench --only P3``: the four fits and their test accuracy on every dataset of ``p3_datasets``."""
+             keep_work: bool, p4: bool = False) -> dict[str, Any]:
+    """``s3t bench --only P3``: the four fits and their test accuracy on every dataset of ``p3_datasets``;
+    ``--only P4`` (``p4=True``): then the main dataset's accuracy as deletions accumulate, on its fits."""
     from .train_parts import Context, p3_all, train_all
 
     backbone, splits, warm, warm_cpu = _model_and_data(cfg, results)
@@ -212,15 +231,10 @@ def _p3_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
         results["P3"] = p3_all(ctx, timings)
         results["fits"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("est", "model")}
                            for k, v in ctx.fits.items() if isinstance(v, dict) and k != "sisa_test_logits"}
+        if p4:
+            say("P4: accuracy as deletions accumulate ...")
+            results["P4"] = state.part("P4", _p4_closed, ctx, timings=timings)
     finally:
         for b in (cfg.slices, 1):
             ctx.fits[f"s3t_B{b}"]["est"].ws_.ledger.close()
     return _write(results, out, state, say, t0, cpu0, keep_work, "P3")
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all its threads)."""
-    import resource
-
-    use = resource.getrusage(resource.RUSAGE_SELF)
-    return use.ru_utime + use.ru_stime

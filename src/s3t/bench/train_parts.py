@@ -49,18 +49,26 @@ class Context:
 
 
 class Clock:
-    """Wall and process-CPU seconds since creation. With one torch thread and in-process
-    training, CPU seconds are the work done, much less disturbed by other processes than
-    wall time on a shared machine."""
+    """Wall and CPU seconds since creation: this process's and its finished child processes'
+    (the worker processes of a fit with ``workers > 1``). With one torch thread, CPU seconds
+    are the work done, much less disturbed by other processes than wall time on a shared machine."""
 
     def __init__(self) -> None:
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.wall0, self.cpu0 = time.perf_counter(), cpu_seconds()
 
     def wall(self) -> float:
         return time.perf_counter() - self.wall0
 
     def cpu(self) -> float:
-        return time.process_time() - self.cpu0
+        return cpu_seconds() - self.cpu0
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) and of its finished children."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 class Ticker:
@@ -85,7 +93,7 @@ def s3t_config(cfg: BenchConfig, budget: int, cache: bool = True, settings: dict
     return S3TConfig(
         plan=PlanConfig(shards=cfg.shards, slices=cfg.slices, budget=budget, selection="cyclic", seed=cfg.seed),
         train=TrainConfig(model=cfg.model, epochs=int(st["epochs"]), lr=float(st["lr"]), batch_size=cfg.batch_size,
-                          threads=cfg.threads, workers=1, cache=cache, val_limit=cfg.val_limit,
+                          threads=cfg.threads, workers=cfg.workers, cache=cache, val_limit=cfg.val_limit,
                           lora=LoraSettings(rank=int(st["rank"]), alpha=st["alpha"])),
     )
 
