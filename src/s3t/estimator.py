@@ -86,11 +86,11 @@ class S3T(GenerativeMixin):
         if getattr(self, "_ensemble", None) is None:
             from .serve.ensemble import Ensemble
             from .train.backbone import load_backbone, set_determinism
-            from .train.device import resolve_device
+            from .train.device import resolve_device, same_device
 
             set_determinism(self.config.train.threads)
             device = resolve_device(self.config.serve.device)
-            if getattr(self, "_backbone", None) is None or self._backbone.device != device:
+            if getattr(self, "_backbone", None) is None or not same_device(self._backbone.device, device):
                 self._backbone = load_backbone(self.config.train.model, self.config.train.task, device)
             self._ensemble = Ensemble(self._backbone, self.config, len(self.classes_))
             if self.config.serve.standby:

@@ -365,7 +365,7 @@ def tune(train, validation, base: S3TConfig | None = None, *, grid: Grid | Mappi
     import numpy as np
 
     from .data import to_records
-    from .train.backbone import load_backbone, set_determinism
+    from .train.backbone import backbone_for, set_determinism
 
     say = say or (lambda msg: None)
     base = base or S3TConfig()
@@ -388,7 +388,7 @@ def tune(train, validation, base: S3TConfig | None = None, *, grid: Grid | Mappi
     where = {rid: i for i, rid in enumerate(train.ids)}
     shard_ids = [rid for j in sorted(slices) for rid in slices[j]]
     shard_train = train.subset([where[rid] for rid in shard_ids])
-    backbone = backbone if backbone is not None else load_backbone(base.train.model)
+    backbone = backbone_for(base.train, backbone)  # on train.device: the GPU where there is one
     set_determinism(base.train.threads)
     t_cpu, t_wall = time.process_time(), time.perf_counter()
     out: dict[str, Any] = {

@@ -97,3 +97,80 @@ def test_serving_on_a_missing_gpu_is_a_clear_error(fitted):
     fitted._backbone = None
     with pytest.raises(ConfigError, match="sees no CUDA GPU"):
         fitted.predict(["a film"])
+
+
+class _Loaded(Exception):
+    """Raised by the spy in place of loading a model: where it was asked to go."""
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A machine that says it has a CUDA GPU; loading a backbone raises ``_Loaded(device)`` instead."""
+    from s3t.train import backbone as bb
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dev, "device_identity", lambda device: {"device": torch.device(device).type,
+                                                                "device_name": "fake", "torch": "", "cuda": ""})
+
+    def spy(name, task="classification", device="cpu"):
+        raise _Loaded(dev.resolve_device(device) if isinstance(device, str) else torch.device(device))
+
+    monkeypatch.setattr(bb, "load_backbone", spy)
+    import s3t.baselines.runner as runner
+
+    monkeypatch.setattr(runner, "load_backbone", spy, raising=False)  # where it was imported by name
+    return spy
+
+
+def _device_asked(fn) -> torch.device:
+    with pytest.raises(_Loaded) as caught:
+        fn()
+    return caught.value.args[0]
+
+
+def test_every_trainer_loads_its_backbone_on_the_training_device(fake_gpu, tiny_model, toy_data, tmp_path):
+    """SISA, the full fine-tune, ``s3t tune`` and the bench trained on the CPU on a GPU machine while
+    S3T trained on the GPU (seen on an H200: a full-size tune ran at 0% GPU)."""
+    from s3t.baselines import SISA, FullRetrain
+    from s3t.bench import run_bench
+    from s3t.bench.config import BenchConfig
+    from s3t.bench.tuned import tune_bench
+    from s3t.tune import Grid, tune
+    from tests.conftest import tiny_config
+
+    train, val = toy_data
+    cuda = torch.device("cuda")
+    auto = tiny_config(tiny_model, shards=2, slices=2, budget=1, epochs=1)
+    assert auto.train.device == "auto"
+    assert _device_asked(lambda: SISA(auto).fit(train)) == cuda
+    assert _device_asked(lambda: FullRetrain(auto).fit(train)) == cuda
+    grid = Grid(lrs=(0.01,), ranks=(2,), epochs=(1,))
+    assert _device_asked(lambda: tune(train, val, auto, grid=grid, methods=("sisa",))) == cuda
+    cfg = BenchConfig.quick(model=tiny_model, limit=160)
+    assert _device_asked(lambda: tune_bench(cfg, datasets=["movie_reviews"], grid=grid, say=lambda m: None)) == cuda
+    assert _device_asked(lambda: run_bench(tmp_path / "b", quick=True, say=lambda m: None, only="P3",
+                                           model=tiny_model, limit=160)) == cuda
+    cpu = tiny_config(tiny_model, shards=2, slices=2, budget=1, epochs=1, device="cpu")
+    assert _device_asked(lambda: SISA(cpu).fit(train)) == torch.device("cpu")
+
+
+def test_a_shared_backbone_on_another_device_is_not_trained_on(fake_gpu, tiny_model):
+    """A backbone loaded on the CPU and handed to a baseline that trains on 'auto' (the GPU here) is
+    replaced, not used: every method of one bench run computes on the same device."""
+    from s3t.baselines.runner import resolve_backbone
+    from s3t.train.backbone import Backbone
+    from tests.conftest import tiny_config
+
+    on_cpu = Backbone(model=torch.nn.Linear(2, 2), tokenizer=None, path=tiny_model)
+    auto = tiny_config(tiny_model, shards=2, slices=2, budget=1, epochs=1)
+    assert _device_asked(lambda: resolve_backbone(on_cpu, auto)) == torch.device("cuda")
+    cpu = tiny_config(tiny_model, shards=2, slices=2, budget=1, epochs=1, device="cpu")
+    assert resolve_backbone(on_cpu, cpu) is on_cpu
+
+
+def test_cuda_and_its_current_index_are_one_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert dev.same_device(torch.device("cuda:0"), torch.device("cuda"))
+    assert not dev.same_device(torch.device("cuda:1"), torch.device("cuda"))
+    assert not dev.same_device(torch.device("cpu"), torch.device("cuda"))
+    assert dev.same_device(torch.device("cpu"), torch.device("cpu"))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..config import S3TConfig
-from ..train.backbone import Backbone, load_backbone
+from ..train.backbone import Backbone, backbone_for
 from ..train.batches import tokenize
 from ..train.cache import TrunkCache
 from ..train.model import AdaptedEncoder
@@ -65,7 +65,9 @@ def load_fitted(path) -> dict:
 
 
 def resolve_backbone(backbone: Backbone | None, config: S3TConfig) -> Backbone:
-    return backbone if backbone is not None else load_backbone(config.train.model, config.train.task)
+    """``backbone`` when it is on ``train.device``, else the model loaded there (a baseline trains
+    where S3T would: 'auto' is the GPU where there is one)."""
+    return backbone_for(config.train, backbone)
 
 
 def model_logits(model: AdaptedEncoder, examples: Examples, batch_size: int) -> torch.Tensor:

@@ -174,10 +174,12 @@ def _model_and_data(cfg: BenchConfig, results: dict[str, Any]):
     dataset's splits, recorded in ``results["data"]``: (backbone, splits, warm wall s, warm CPU s)."""
     from ..data import load_builtin
     from ..train.backbone import load_backbone
+    from .train_parts import s3t_config
 
-    backbone = load_backbone(cfg.model)
+    train = s3t_config(cfg, 1).train  # where every method trains ('auto': the GPU where there is one)
+    backbone = load_backbone(cfg.model, device=train.device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    load_backbone(cfg.model)
+    load_backbone(cfg.model, device=train.device)
     warm, warm_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
     results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "validation": len(splits.validation),
@@ -203,11 +205,11 @@ def _p8_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
              keep_work: bool) -> dict[str, Any]:
     """``s3t bench --only P8``: the data, the backbone, then P8 alone."""
     from ..data import load_builtin
-    from ..train.backbone import load_backbone
+    from ..train.backbone import backbone_for
     from .traffic import p8_traffic
-    from .train_parts import Context
+    from .train_parts import Context, s3t_config
 
-    backbone = load_backbone(cfg.model)
+    backbone = backbone_for(s3t_config(cfg, 1).train)
     splits = load_builtin(cfg.dataset, seed=cfg.seed, limit=cfg.limit, fractions=cfg.fractions)
     results["data"] = {"dataset": cfg.dataset, "train": len(splits.train), "test": len(splits.test)}
     ctx = Context(cfg, backbone, splits, state.root, 0.0, 0.0, say, state=state)

@@ -30,14 +30,14 @@ def tune_bench(cfg: BenchConfig, datasets: Sequence[str] | None = None, grid=Non
     loaded with them by :func:`s3t.data.load_builtin` but dropped before :func:`s3t.tune.tune`.
     """
     from ..data import load_builtin
-    from ..train.backbone import load_backbone
+    from ..train.backbone import backbone_for
     from ..tune import METHODS, tune
     from .train_parts import s3t_config
 
     say = say or (lambda msg: print(msg, flush=True))
     datasets = list(datasets or cfg.p3_datasets)
     base = s3t_config(cfg, 1)
-    backbone = backbone if backbone is not None else load_backbone(cfg.model)
+    backbone = backbone_for(base.train, backbone)
     t_cpu, t_wall = time.process_time(), time.perf_counter()
     out: dict[str, Any] = {"kind": "s3t-tune", "bench": {k: v for k, v in cfg.to_dict().items() if k != "tuned"},
                            "datasets": {}}

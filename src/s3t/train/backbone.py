@@ -84,6 +84,17 @@ class Backbone:
         return int(self.model.config.hidden_size)
 
 
+def backbone_for(train, backbone: Backbone | None = None) -> Backbone:
+    """The backbone a ``TrainConfig`` trains on: ``backbone`` when it is already on ``train.device``
+    (resolved: 'auto' is the GPU where there is one), else ``train.model`` loaded there."""
+    from .device import resolve_device, same_device
+
+    device = resolve_device(train.device)
+    if backbone is not None and same_device(backbone.device, device):
+        return backbone
+    return load_backbone(train.model, train.task, device)
+
+
 def load_backbone(name: str, task: str = "classification", device: str | torch.device = "cpu") -> Backbone:
     """Load the pretrained model + tokenizer from a built-in name or a local directory, offline:
     an encoder for ``classification``, a causal LM (with its frozen LM head) for ``causal-lm``;

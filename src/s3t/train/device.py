@@ -60,6 +60,19 @@ def resolve_device(setting: str = "auto") -> "torch.device":
     return device
 
 
+def same_device(a: "torch.device", b: "torch.device") -> bool:
+    """``cuda`` and ``cuda:N`` are the same device when N is the current one (a model's parameters
+    report ``cuda:0``; the setting ``cuda`` resolves to ``cuda``)."""
+    import torch
+
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index == b.index:
+        return True
+    current = torch.cuda.current_device()
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
 def set_device_determinism(device: "torch.device") -> None:
     """Deterministic kernels on ``device`` (the CPU's thread count is pinned by ``set_determinism``)."""
     import torch

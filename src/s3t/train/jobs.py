@@ -65,15 +65,13 @@ class TrainedCheckpoint:
 def run_shard_job(job: ShardJob, on_step: Callable[[int], None] | None = None, backbone=None) -> list[TrainedCheckpoint]:
     """Train the job's prefixes; write checkpoint files; return their descriptions."""
     from ..store.checkpoints import load_checkpoint, save_checkpoint
-    from .backbone import load_backbone
-    from .device import device_identity, resolve_device
+    from .backbone import backbone_for
+    from .device import device_identity
     from .trainer import StageRunner
 
     config = S3TConfig.from_dict(job.config)
-    device = resolve_device(config.train.device)
-    if backbone is None or backbone.device != device:
-        backbone = load_backbone(config.train.model, config.train.task, device)
-    identity = device_identity(device)  # what computed these bits (verify compares like with like)
+    backbone = backbone_for(config.train, backbone)
+    identity = device_identity(backbone.device)  # what computed these bits (verify compares like with like)
     runner = StageRunner(backbone, config, job.n_labels)
     ids = list(job.records)
     runner.add_records(ids, [job.records[i][0] for i in ids], [job.records[i][1] for i in ids])
