@@ -88,16 +88,37 @@ def pct(xs: list[float]) -> dict:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def fit(cluster, root: Path, n_train: int) -> tuple[Path, str]:
-    from s3t import S3T
-    from tests.conftest import make_tiny_model, tiny_config, toy_rows
+# the template fit, run by this tree or (``--baseline-tree``) by another checkout's code and tests
+FIT = """
+import sys
+from pathlib import Path
+from s3t import S3T
+from tests.conftest import make_tiny_model, tiny_config, toy_rows
+root, name, url, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+model = make_tiny_model(root / ("tiny-" + name), 6)
+est = S3T(tiny_config(model, shards=4, epochs=1), workspace=root / name, db=url)
+est.fit(toy_rows(n, seed=1, subjects=50), validation=toy_rows(40, seed=2))
+est.ws_.ledger.close()
+"""
 
-    model = make_tiny_model(root / "tiny", 6)
-    _admin(cluster, 'CREATE DATABASE "tmpl"')
-    est = S3T(tiny_config(model, shards=4, epochs=1), workspace=root / "tmpl", db=db_url(cluster, "tmpl"))
-    est.fit(toy_rows(n_train, seed=1, subjects=50), validation=toy_rows(40, seed=2))
-    est.ws_.ledger.close()
-    return root / "tmpl", "tmpl"
+
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """Environment that runs ``tree``'s s3t (and its tests' helpers) instead of this checkout's."""
+    return {} if tree is None else {"PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
+
+
+def fit(cluster, root: Path, n_train: int, name: str = "tmpl", tree: Path | None = None) -> tuple[Path, str]:
+    _admin(cluster, f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, "-c", FIT, str(root), name, db_url(cluster, name), str(n_train)],
+                   env={**os.environ, "HF_HUB_OFFLINE": "1", **tree_env(tree)}, cwd=tree or ROOT, check=True)
+    return root / name, name
+
+
+def train_ids(n_train: int) -> list[str]:
+    """The template's training record ids (the same rows in every tree)."""
+    from tests.conftest import toy_rows
+
+    return [r["id"] for r in toy_rows(n_train, seed=1, subjects=50)]
 
 
 class Copies:
@@ -106,7 +127,7 @@ class Copies:
 
     def make(self) -> tuple[Path, str]:
         self.n += 1
-        name = f"copy{self.n}"
+        name = f"{self.db}_copy{self.n}"
         _admin(self.cluster, f'CREATE DATABASE "{name}" TEMPLATE "{self.db}"')
         dest = self.root / name
         shutil.copytree(self.template, dest)
@@ -211,19 +232,20 @@ def fence_query(url: str, n: int = 2000) -> dict:
 
 
 SETUPS = (("1 alone", 1, 1), ("1 group", 1, None), ("3 group", 3, None))  # name, replicas, --forget-batch
+BASELINE = "before group commit"  # --baseline-tree: one replica of that checkout's code
 
 
 def throughput(copies: Copies, root: Path, replicas: int, clients: int, n: int, lone: int, seed: int,
-               forget_batch: int | None = None) -> dict:
+               forget_batch: int | None = None, ids: list[str] | None = None, tree: Path | None = None) -> dict:
     import httpx
 
     ws, url = copies.make()
     args = ("--forget-batch", str(forget_batch)) if forget_batch is not None else ()
-    servers = [Replica(ws, url, root, background=False, args=args) for _ in range(replicas)]
+    servers = [Replica(ws, url, root, background=False, args=args, env=tree_env(tree)) for _ in range(replicas)]
     try:
         for s in servers:
             s.wait_ready()
-        ids = [i for v in slice_ids(url).values() for i in v]
+        ids = ids or [i for v in slice_ids(url).values() for i in v]
         ids = [ids[k] for k in np.random.default_rng(seed).permutation(len(ids))]
         todo, lock, lat, errors = list(ids[:n]), threading.Lock(), [], []
         turn = iter(range(10 ** 9))
@@ -280,28 +302,44 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--lone", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--baseline-tree", type=Path, help="A checkout of the code before group commit (e.g. `git worktree "
+                    "add --detach /tmp/base 564d1a6^`): one more setup, one replica of that code, side by side")
+    ap.add_argument("--skip-fence", action="store_true", help="Throughput only (the fence part takes a few minutes)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="s3t-replicas-"))
     cluster = Cluster().start()
     try:
         template, db = fit(cluster, tmp, args.records)
         copies = Copies(cluster, tmp, template, db)
+        setups = [(name, replicas, batch, copies, None) for name, replicas, batch in SETUPS]
+        if args.baseline_tree is not None:
+            tree = args.baseline_tree.resolve()
+            old_template, old_db = fit(cluster, tmp, args.records, name="tmpl_base", tree=tree)
+            setups.insert(0, (BASELINE, 1, None, Copies(cluster, tmp, old_template, old_db), tree))
+        ids = train_ids(args.records)
         result: dict = {"config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                    "plan": "m=4 L=3 B=3, tiny random BERT (6 layers, hidden 32)",
                                    "cpus": os.cpu_count(), "postgres": str(cluster.bin)}}
-        result["fence"] = fence_cost(copies, tmp, args.pairs, args.fence_forgets)
-        print(json.dumps({"fence": result["fence"]}, indent=1), flush=True)
+        if not args.skip_fence:
+            result["fence"] = fence_cost(copies, tmp, args.pairs, args.fence_forgets)
+            print(json.dumps({"fence": result["fence"]}, indent=1), flush=True)
         rounds = []
         for r in range(args.rounds):
-            for name, replicas, batch in SETUPS:
-                rounds.append({"round": r, "setup": name, **throughput(copies, tmp, replicas, args.clients, args.forgets,
-                                                                       args.lone, seed=r, forget_batch=batch)})
+            for name, replicas, batch, source, tree in setups:
+                rounds.append({"round": r, "setup": name, **throughput(source, tmp, replicas, args.clients, args.forgets,
+                                                                       args.lone, seed=r, forget_batch=batch, ids=ids,
+                                                                       tree=tree)})
                 print(json.dumps(rounds[-1]), flush=True)
         med = {name: {k: float(np.median([x[k] for x in rounds if x["setup"] == name]))
-                      for k in ("per_second", "p50", "p99", "lone_p50", "lone_p99")} for name, _, _ in SETUPS}
+                      for k in ("per_second", "p50", "p99", "lone_p50", "lone_p99")} for name, *_ in setups}
         base = med["1 alone"]["per_second"]
         result["throughput"] = {"rounds": rounds, "median": med,
                                 "speedup_vs_alone": {name: m["per_second"] / base for name, m in med.items()}}
+        if args.baseline_tree is not None:
+            before = med[BASELINE]["per_second"]
+            result["throughput"]["speedup_vs_before"] = {name: m["per_second"] / before for name, m in med.items()}
+            result["config"]["baseline_commit"] = subprocess.run(
+                ["git", "-C", str(args.baseline_tree), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         result["load_average"] = os.getloadavg()
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "replicas.json").write_text(json.dumps(result, indent=2) + "\n")
