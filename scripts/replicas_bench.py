@@ -304,6 +304,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--baseline-tree", type=Path, help="A checkout of the code before group commit (e.g. `git worktree "
                     "add --detach /tmp/base 564d1a6^`): one more setup, one replica of that code, side by side")
+    ap.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
+                    help="One more setup (repeatable): one replica of another checkout's code with group commit, "
+                         "e.g. the previous commit, to measure one change side by side")
     ap.add_argument("--skip-fence", action="store_true", help="Throughput only (the fence part takes a few minutes)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="s3t-replicas-"))
@@ -316,6 +319,13 @@ def main() -> None:
             tree = args.baseline_tree.resolve()
             old_template, old_db = fit(cluster, tmp, args.records, name="tmpl_base", tree=tree)
             setups.insert(0, (BASELINE, 1, None, Copies(cluster, tmp, old_template, old_db), tree))
+        for k, spec in enumerate(args.tree):
+            label, _, path = spec.partition("=")
+            if not path:
+                ap.error(f"--tree takes LABEL=PATH; got {spec!r}")
+            tree = Path(path).resolve()
+            t_template, t_db = fit(cluster, tmp, args.records, name=f"tmpl_tree{k}", tree=tree)
+            setups.append((label, 1, None, Copies(cluster, tmp, t_template, t_db), tree))
         ids = train_ids(args.records)
         result: dict = {"config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                    "plan": "m=4 L=3 B=3, tiny random BERT (6 layers, hidden 32)",

@@ -120,3 +120,42 @@ def test_a_burst_of_swaps_is_one_refresh_at_its_start_and_one_after_it(monkeypat
         assert len(calls) <= 3 and calls[-1] - quiet < 0.3 + 0.2, calls[-1] - quiet  # no 0.3 s settle
     finally:
         standby.close()
+
+
+def test_a_storm_of_swaps_settles_longer_each_time_and_a_pause_resets_it(monkeypatch):
+    """A storm that outlasts the settle bound doubles it (members built mid-storm are discarded by its
+    next swaps and take CPU from the forgets): a 1.5 s storm gets at most 5 refreshes, where a fixed
+    0.2 s bound gives 8 or 9; after a quiet spell the bound is back to 0.2 s."""
+    import time
+    from types import SimpleNamespace
+
+    from s3t.serve import standby as standby_module
+    from s3t.serve.standby import Standby
+
+    monkeypatch.setattr(standby_module, "SETTLE_S", 0.1)  # a pause is 100 ms: a slow sleep on a busy CI is none
+    calls = []
+
+    def candidates():
+        calls.append(time.monotonic())
+        return {}
+
+    standby = Standby(SimpleNamespace(members={}), candidates, lambda cid: {})
+    try:
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:  # one swap every 5 ms: no pause
+            standby.request()
+            time.sleep(0.005)
+        assert standby.wait(10)
+        assert 2 <= len(calls) <= 5, len(calls)
+        time.sleep(0.3)  # quiet
+        standby.request()
+        assert standby.wait(10)
+        assert standby._settle_max == standby_module.MAX_SETTLE_S
+        start = time.monotonic()
+        for _ in range(20):  # a short burst after the quiet spell: settled within the base bound
+            standby.request()
+            time.sleep(0.005)
+        assert standby.wait(10)
+        assert calls[-1] - start < 0.1 + standby_module.MAX_SETTLE_S + 0.2
+    finally:
+        standby.close()

@@ -41,8 +41,11 @@ def _close_all() -> None:  # a daemon thread inside torch at interpreter exit ca
 # A swap after a quiet spell refreshes at once (the next forget finds its member ready). A swap that
 # comes within BURST_S of the last refresh is part of a burst: the refresh waits until swaps have
 # paused for SETTLE_S (at most MAX_SETTLE_S); otherwise each swap of a burst of forgets would re-read
-# every shard's fallbacks from the ledger and rebuild members that the next swap discards.
-BURST_S, SETTLE_S, MAX_SETTLE_S = 0.2, 0.02, 0.2
+# every shard's fallbacks from the ledger and rebuild members that the next swap discards. A storm
+# that outlasts the bound doubles it for the next settle (up to LONGEST_SETTLE_S): members built
+# during a storm are mostly discarded by its next swaps, and their builds take CPU from the forgets.
+# A pause of SETTLE_S or a quiet spell of BURST_S sets it back.
+BURST_S, SETTLE_S, MAX_SETTLE_S, LONGEST_SETTLE_S = 0.2, 0.02, 0.2, 1.6
 Candidates = Callable[[], dict[str, tuple[int, int]]]  # checkpoint id -> (shard, stage)
 StateLoader = Callable[[str], dict[str, torch.Tensor]]
 
@@ -65,6 +68,7 @@ class Standby:
         self.last_error: str | None = None
         self._closed = False
         self._last_refresh = float("-inf")  # monotonic time the last refresh ended
+        self._settle_max = MAX_SETTLE_S  # the bound of the next settle (grows in a storm)
         _LIVE.add(self)
 
     # -- used by Ensemble.sync ----------------------------------------------------------
@@ -110,9 +114,17 @@ class Standby:
             self._wake.wait()
             self._wake.clear()
             if time.monotonic() - self._last_refresh < BURST_S:  # in a burst: one refresh once it pauses
-                settle_until = time.monotonic() + MAX_SETTLE_S
-                while not self._closed and self._wake.wait(SETTLE_S) and time.monotonic() < settle_until:
+                settle_until = time.monotonic() + self._settle_max
+                paused = False
+                while not self._closed and time.monotonic() < settle_until:
+                    if not self._wake.wait(SETTLE_S):
+                        paused = True
+                        break
                     self._wake.clear()
+                # still swapping at the bound: a storm, settle longer next time; a pause ends it
+                self._settle_max = MAX_SETTLE_S if paused else min(2 * self._settle_max, LONGEST_SETTLE_S)
+            else:
+                self._settle_max = MAX_SETTLE_S
             if self._closed:
                 return
             try:
