@@ -76,3 +76,11 @@ def test_workers_are_refused_where_training_costs_are_compared(tiny_model, tmp_p
     with pytest.raises(ConfigError, match="workers=2"):
         run_bench(tmp_path / "x", quick=True, say=lambda m: None, model=tiny_model, limit=160, workers=2)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_unknown_part_is_a_clear_error_before_anything_is_written(tmp_path):
+    from s3t.bench import run_bench
+
+    with pytest.raises(ConfigError, match="only must be None, 'P3', 'P4' or 'P8'; got 'P5'"):
+        run_bench(tmp_path / "x", quick=True, say=lambda m: None, only="P5")
+    assert not (tmp_path / "x").exists()

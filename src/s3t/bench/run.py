@@ -79,7 +79,8 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     run lasts, so running the same call again after an interruption continues it
     (``restart=True`` discards them instead; ``keep_work=True`` keeps them at the end).
     ``only="P8"`` runs the deletion-traffic part alone (its own fits), ``only="P3"`` the fits and
-    test accuracy of every dataset in ``p3_datasets``. ``tuned``: a ``s3t tune --bench`` result (its
+    test accuracy of every dataset in ``p3_datasets``, ``only="P4"`` those and then P4 on the main
+    dataset's fits; ``workers`` (those two only) trains S3T's shards in that many processes. ``tuned``: a ``s3t tune --bench`` result (its
     JSON file or dict): each method trains with its chosen settings, on datasets it was tuned for
     (checked to be this run's split). Returns the results dict also written to ``results.json``.
     """
@@ -93,6 +94,8 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
         from .tuned import bench_tuned
 
         overrides["tuned"] = bench_tuned(json.loads(Path(tuned).read_text()) if isinstance(tuned, (str, Path)) else tuned)
+    if only not in (None, "P3", "P4", "P8"):
+        raise ConfigError(f"only must be None, 'P3', 'P4' or 'P8'; got {only!r}")
     cfg = BenchConfig.quick(**overrides) if quick else BenchConfig.full(**overrides)
     if cfg.workers != 1 and only not in ("P3", "P4"):
         raise ConfigError(f"workers={cfg.workers}: only `--only P3` and `--only P4` may train S3T with several worker "
@@ -109,8 +112,6 @@ def run_bench(out_dir: str | Path, quick: bool = True, say: Callable[[str], None
     say(f"s3t bench ({cfg.mode}): model {cfg.model}, m={cfg.shards} L={cfg.slices}, {cfg.epochs} epoch(s), "
         f"{cfg.threads} thread(s)")
     timings: dict[str, float] = {}
-    if only not in (None, "P3", "P4", "P8"):
-        raise ValueError(f"only must be None, 'P3', 'P4' or 'P8'; got {only!r}")
     if only == "P8":
         return _p8_only(cfg, out, state, results, say, t0, cpu0, keep_work)
     if only in ("P3", "P4"):
@@ -239,4 +240,4 @@ def _p3_only(cfg: BenchConfig, out: Path, state: RunState, results: dict[str, An
     finally:
         for b in (cfg.slices, 1):
             ctx.fits[f"s3t_B{b}"]["est"].ws_.ledger.close()
-    return _write(results, out, state, say, t0, cpu0, keep_work, "P3")
+    return _write(results, out, state, say, t0, cpu0, keep_work, "P3 and P4" if p4 else "P3")
