@@ -46,7 +46,7 @@ def machine(cfg: BenchConfig) -> dict[str, Any]:
         "cpu_count": os.cpu_count(), "usable_cores": cores, "cpu": cpu, "platform": platform.platform(),
         "python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
         "peft": peft.__version__, "torch_threads": torch.get_num_threads(), "threads_config": cfg.threads,
-        "workers": cfg.workers, "compute": device_identity(resolve_device("auto")),
+        "workers": getattr(cfg, "workers", 1), "compute": device_identity(resolve_device("auto")),
         "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 

@@ -320,7 +320,8 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     import torch
 
     from ..bench.resume import to_json
-    from ..bench.run import _cpu_seconds, machine
+    from ..bench.run import machine
+    from ..bench.train_parts import cpu_seconds
     from ..data import load_builtin
     from ..train.backbone import set_determinism
 
@@ -328,7 +329,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     cfg = EvaluateConfig.quick(**overrides) if quick else EvaluateConfig.full(**overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     set_determinism(cfg.threads)
     torch.manual_seed(cfg.seed)
     results: dict[str, Any] = {"mode": cfg.mode, "config": cfg.to_dict(), "machine": machine(bench_config(cfg))}
@@ -352,7 +353,7 @@ def run_evaluate(out_dir: str | Path, quick: bool = True, say: Callable[[str], N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["total_seconds"] = time.perf_counter() - t0
-    results["cpu_seconds"] = _cpu_seconds() - cpu0
+    results["cpu_seconds"] = cpu_seconds() - cpu0
     results["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results["plots"] = plots(results, out)
     (out / "results.json").write_text(to_json(results))
