@@ -236,7 +236,7 @@ BASELINE = "before group commit"  # --baseline-tree: one replica of that checkou
 
 
 def throughput(copies: Copies, root: Path, replicas: int, clients: int, n: int, lone: int, seed: int,
-               forget_batch: int | None = None, ids: list[str] | None = None, tree: Path | None = None) -> dict:
+               ids: list[str], forget_batch: int | None = None, tree: Path | None = None) -> dict:
     import httpx
 
     ws, url = copies.make()
@@ -245,7 +245,6 @@ def throughput(copies: Copies, root: Path, replicas: int, clients: int, n: int, 
     try:
         for s in servers:
             s.wait_ready()
-        ids = ids or [i for v in slice_ids(url).values() for i in v]
         ids = [ids[k] for k in np.random.default_rng(seed).permutation(len(ids))]
         todo, lock, lat, errors = list(ids[:n]), threading.Lock(), [], []
         turn = iter(range(10 ** 9))
