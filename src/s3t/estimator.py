@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
 import threading
@@ -434,8 +435,17 @@ class S3T(GenerativeMixin):
 
 
 def scoring_subset(validation_ids: Sequence[str], limit: int) -> tuple[str, ...]:
-    """The validation records that score checkpoints: the first ``limit`` by position (0 = all)."""
-    return tuple(validation_ids[:limit] if limit else validation_ids)
+    """The validation records that score checkpoints: ``limit`` of them (0 = all), in their order.
+
+    Not the first ``limit`` rows (a split lists rows in file order, and files are often sorted by
+    label) but the ``limit`` ids that come first by a hash of the id: a spread sample that depends
+    only on the set of ids, and that keeps its members when other records leave it.
+    """
+    ids = list(validation_ids)
+    if not limit or len(ids) <= limit:
+        return tuple(ids)
+    keep = set(sorted(ids, key=lambda i: hashlib.blake2b(i.encode(), digest_size=8).digest())[:limit])
+    return tuple(i for i in ids if i in keep)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -104,6 +104,27 @@ def test_a_subject_larger_than_a_slice_takes_the_fewest_slices_of_one_shard():
     assert p.spread[1] - p.spread[0] <= 2
 
 
+def test_a_split_subject_is_cut_into_seeded_random_pieces_not_runs_of_ids():
+    # Ids often follow the source file, and files are often sorted by label (the movie reviews:
+    # every positive line, then every negative). Pieces cut from a run of sorted ids then hold one
+    # label each, and a stage-1 model trained on such a slice predicts one class (the demo's
+    # accuracy fell to chance when forgets left shards on stage 1).
+    ids = [f"r{i:04d}" for i in range(900)] + [f"s{i:03d}" for i in range(300)]
+    subjects = ["big"] * 900 + [f"p{i}" for i in range(300)]  # capacity 1200 / 4 = 300: "big" -> 3 pieces
+    first_half = set(ids[:450])
+    for seed in range(3):
+        p = place(ids, subjects, n_shards=2, n_slices=2, seed=seed)
+        assert dict(p.split)["big"] == 3
+        pieces = defaultdict(list)
+        for rid, pair in zip(ids[:900], p.pairs[:900]):
+            pieces[pair].append(rid)
+        for rids in pieces.values():
+            share = sum(r in first_half for r in rids) / len(rids)
+            assert 0.35 < share < 0.65, (seed, share)  # a random piece of 300 of 900: about 0.5
+        again = place(list(reversed(ids)), list(reversed(subjects)), n_shards=2, n_slices=2, seed=seed)
+        assert dict(zip(reversed(ids), again.pairs)) == dict(zip(ids, p.pairs))  # still order-free
+
+
 def test_a_subject_larger_than_a_shard_spans_shards_and_is_reported():
     ids, subjects = _data([90, 5, 5])  # 100 records, m*L = 4, capacity 25: user0 needs 4 slices, a shard has 2
     p = place(ids, subjects, n_shards=2, n_slices=2, seed=0)

@@ -9,7 +9,8 @@ Subject placement is a longest-processing-time bin packing of subject sizes over
 slices: subjects from largest to smallest (ties in a seeded order), each into the slice with
 the fewest records so far (ties in a seeded order of the slices). A subject larger than a
 slice's capacity ``ceil(N / (m·L))`` is split into ``ceil(size / capacity)`` nearly equal pieces
-over that many slices of the least-loaded shard (over several shards only if it exceeds a
+(a seeded random partition of its records, so that pieces do not inherit an order of the ids such
+as a label-sorted source file) over that many slices of the least-loaded shard (over several shards only if it exceeds a
 whole shard), and named in :attr:`Placement.split`. Records without a subject are placed one
 by one in the same way, after the subjects. Like :func:`assign_shards`, the result depends
 only on the set of (id, subject) pairs and the seed, never on the input order.
@@ -135,7 +136,9 @@ def _pack(ids: list[str], subjects: list[str | None], m: int, L: int, seed: int)
             continue
         pieces = math.ceil(len(rids) / cap)
         split.append((subj, pieces))
-        chunks = np.array_split(np.array(rids, dtype=object), pieces)
+        # seeded random pieces, not runs of sorted ids: ids often follow a label-sorted file
+        shuffled = np.random.default_rng([seed, 0x5EB1EC7, tiebreak[subj]]).permutation(np.array(rids, dtype=object))
+        chunks = np.array_split(shuffled, pieces)
         # the least-loaded shard(s): its least-loaded slices take the pieces, largest first
         shards = sorted(range(m), key=lambda sh: (sum(load[sh * L:(sh + 1) * L]), min(bin_rank[sh * L:(sh + 1) * L])))
         targets = [b for sh in shards for b in sorted(range(sh * L, (sh + 1) * L), key=lambda b: (load[b], bin_rank[b]))]
