@@ -21,6 +21,7 @@ from ..errors import IntegrityError, NoLiveModelError
 from ..train.batches import bucket_batches, pad_ids, tokenize
 from ..train.layers import adapted_layers, layer_groups
 from ..train.model import AdaptedEncoder, embed, rng_untouched, run_layers
+from .shells import ShellPool
 
 log = logging.getLogger("s3t")
 
@@ -51,10 +52,17 @@ class Ensemble:
         self.out_of_service: dict[int, str] = {}  # shard -> checkpoint that failed its integrity check
         self.manifest_version = 0
         self.standby = None  # serve.standby.Standby: pre-built members a next deletion could switch to
+        # retired members' models, reloaded instead of rebuilt once nothing holds them (serve.shells)
+        self.shells = ShellPool(capacity=config.plan.shards * config.plan.slices)
 
     def build_member(self, shard: int, checkpoint_id: str, stage: int, state: dict[str, torch.Tensor]) -> Member:
-        with rng_untouched():  # its init is overwritten by the checkpoint
-            model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage), self.n_labels)
+        """The member serving ``state`` (a checkpoint of ``stage``): a spare shell of that stage
+        reloaded, or a new one; the same weights either way (every adapter and the head are loaded)."""
+        model = self.shells.take(stage)
+        if model is None:
+            with rng_untouched():  # its init is overwritten by the checkpoint
+                model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage),
+                                       self.n_labels)
         model.load_state(state)
         model.eval()
         return Member(shard, checkpoint_id, stage, model)
@@ -96,9 +104,11 @@ class Ensemble:
             new[shard] = self.build_member(shard, entry["checkpoint"], int(entry["stage"]), state)
             changed.append(shard)
         changed += [s for s in self.members if str(s) not in manifest["shards"]]
-        self.members = new  # one assignment: readers see old or new, never a mix
+        old, self.members = self.members, new  # one assignment: readers see old or new, never a mix
         self.out_of_service = broken
         self.manifest_version = version
+        kept = {id(m) for m in new.values()}
+        self.shells.retire([m for m in old.values() if id(m) not in kept])  # reused once no reader holds them
         return sorted(set(changed))
 
     @torch.no_grad()

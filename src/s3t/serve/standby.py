@@ -141,8 +141,11 @@ class Standby:
         wanted = self.candidates()
         serving = {m.checkpoint_id for m in self.ensemble.members.values()}
         with self._lock:
+            dropped = [m for cid, m in self._members.items() if cid not in wanted]
             self._members = {cid: m for cid, m in self._members.items() if cid in wanted}
             have = set(self._members)
+        self.ensemble.shells.retire(dropped)  # never served: their models are free for reuse at once
+        del dropped
         built = []
         for cid, (shard, stage) in sorted(wanted.items()):
             if cid in have or cid in serving:
