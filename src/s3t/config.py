@@ -134,7 +134,7 @@ class TrainConfig:
                 "checkpoint (not in the settings digest), and verify compares bits only with a like machine.",
         "bits": False})
     val_limit: int = field(
-        default=300, metadata={"help": "Validation records scoring each checkpoint (tie-breaks, status); 0 = all."}
+        default=300, metadata={"help": "Validation records scoring each checkpoint (tie-breaks, status): a spread sample chosen by a hash of the id, not the first rows; 0 = all."}
     )
     lora: LoraSettings = field(default_factory=LoraSettings)
 
