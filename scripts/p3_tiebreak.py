@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def main() -> None:
@@ -124,7 +123,6 @@ def main() -> None:
     out["mean_single_checkpoint_test"] = float(np.mean([v["test"] for v in out["checkpoints"].values()]))
     (args.out / "tiebreak.json").write_text(json.dumps(out, indent=2))
     est.ws_.ledger.close()
-    torch.set_num_threads(1)
 
 
 if __name__ == "__main__":
