@@ -7,6 +7,7 @@ import shutil
 import torch
 
 from s3t import S3T
+from s3t.serve.shells import ShellPool
 from tests.fitted_copy import expected_entry, fitted_template, fitted_ws, record_in  # noqa: F401  (fixtures)
 
 TEXTS = ["a great film", "an awful plot", "the acting was dull", "lovely story"]
@@ -106,7 +107,7 @@ def test_a_burst_of_swaps_is_one_refresh_at_its_start_and_one_after_it(monkeypat
         time.sleep(0.005)
         return {}
 
-    standby = Standby(SimpleNamespace(members={}), candidates, lambda cid: {})
+    standby = Standby(SimpleNamespace(members={}, shells=ShellPool(0)), candidates, lambda cid: {})
     try:
         for _ in range(50):  # one swap every millisecond for 50 ms
             standby.request()
@@ -118,6 +119,7 @@ def test_a_burst_of_swaps_is_one_refresh_at_its_start_and_one_after_it(monkeypat
         standby.request()
         assert standby.wait(10)
         assert len(calls) <= 3 and calls[-1] - quiet < 0.3 + 0.2, calls[-1] - quiet  # no 0.3 s settle
+        assert standby.last_error is None  # every refresh ran to its end
     finally:
         standby.close()
 
@@ -139,7 +141,7 @@ def test_a_storm_of_swaps_settles_longer_each_time_and_a_pause_resets_it(monkeyp
         calls.append(time.monotonic())
         return {}
 
-    standby = Standby(SimpleNamespace(members={}), candidates, lambda cid: {})
+    standby = Standby(SimpleNamespace(members={}, shells=ShellPool(0)), candidates, lambda cid: {})
     try:
         end = time.monotonic() + 1.5
         while time.monotonic() < end:  # one swap every 5 ms: no pause
@@ -157,5 +159,6 @@ def test_a_storm_of_swaps_settles_longer_each_time_and_a_pause_resets_it(monkeyp
             time.sleep(0.005)
         assert standby.wait(10)
         assert calls[-1] - start < 0.1 + standby_module.MAX_SETTLE_S + 0.2
+        assert standby.last_error is None  # every refresh ran to its end
     finally:
         standby.close()
