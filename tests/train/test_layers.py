@@ -52,3 +52,19 @@ def test_structural_copy_shares_frozen_base(tiny_model):
     wrapped = peft_model.base_model.model
     assert wrapped.embeddings.word_embeddings.weight is base.embeddings.word_embeddings.weight
     assert not any("lora_" in n for n, _ in base.named_parameters()), "the pristine backbone must stay unadapted"
+
+
+def test_a_strict_load_refuses_a_checkpoint_that_lacks_adapters_even_after_a_good_load(tiny_model):
+    """``load_state`` checks the state covers every adapter of the model (serving reloads spare
+    shells: a partial state would leave another checkpoint's weights in the missing layers)."""
+    from s3t.train.model import ADAPTER_PREFIX, AdaptedEncoder
+
+    backbone = load_backbone(tiny_model)
+    model = AdaptedEncoder(backbone.model, LoraSettings(rank=4), [2, 3], 2)
+    state = model.state()
+    model.load_state(state)  # complete: fine
+    partial = {k: v for k, v in state.items() if not (k.startswith(ADAPTER_PREFIX) and "layer.3." in k)}
+    assert len(partial) < len(state)
+    with pytest.raises(ValueError, match="lacks adapters"):
+        model.load_state(partial)
+    model.load_state(partial, strict_layers=False)  # a parent's state may cover fewer layers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -143,7 +144,7 @@ class AdaptedEncoder(nn.Module):
         if result.unexpected_keys:
             raise ValueError(f"checkpoint holds adapters for layers this model lacks: {result.unexpected_keys[:3]}")
         if strict_layers:
-            missing = self._adapter_keys() - {ADAPTER_PREFIX + k for k in adapters}
+            missing = self._adapter_keys - {ADAPTER_PREFIX + k for k in adapters}
             if missing:
                 raise ValueError(f"checkpoint lacks adapters: {sorted(missing)[:3]}")
         if self.head is not None:
@@ -151,15 +152,12 @@ class AdaptedEncoder(nn.Module):
         elif head:
             raise ValueError("checkpoint holds a classification head, but this model is a decoder (task causal-lm)")
 
+    @cached_property
     def _adapter_keys(self) -> frozenset[str]:
         """The adapter names of :meth:`state` (fixed for a model: its layers never change)."""
-        keys = self.__dict__.get("_adapter_key_set")
-        if keys is None:
-            from peft import get_peft_model_state_dict
+        from peft import get_peft_model_state_dict
 
-            keys = frozenset(ADAPTER_PREFIX + k for k in get_peft_model_state_dict(self.peft))
-            self.__dict__["_adapter_key_set"] = keys
-        return keys
+        return frozenset(ADAPTER_PREFIX + k for k in get_peft_model_state_dict(self.peft))
 
     def lora_parameters(self, layers: list[int]) -> list[nn.Parameter]:
         """LoRA parameters of exactly the given layer indices (parsed index, no substring match)."""
