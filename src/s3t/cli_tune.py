@@ -97,6 +97,9 @@ def tune_command(
     serve on the validation records; the highest validation accuracy wins (then the lower
     validation loss, then the cheaper point). Every method gets the same grid budget
     (points × epochs trained). The test split is never read, and -w leaves out forgotten records.
+    Nothing is lost on a crash: every finished point goes to OUT.points.jsonl at once, and the
+    same command run again continues from it (points of other data or settings are not reused);
+    the file is removed when OUT is written.
     Optional stage-option axes: --grid-warmup (every method), --grid-first-stage-epochs and
     --grid-head-init (S3T only: with them, tune S3T alone, --method s3t).
 
@@ -145,13 +148,25 @@ def tune_command(
     if p3 is not None and (grid.varies() or grid.warmup != default.warmup):
         raise typer.BadParameter("the bench applies the chosen lr, LoRA rank/alpha and epochs only, not the stage "
                                  "options: --p3 would measure other settings than those chosen", param_hint="--p3")
+    from .tune_journal import TuneJournal
+
+    try:
+        journal = TuneJournal(out_file.with_name(out_file.name + ".points.jsonl"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from exc
+    if len(journal):
+        say(f"continuing: {len(journal)} finished point(s) in {journal.path} (reused where data and settings match)")
     if bench is not None:
-        result = _tune_bench(bench, settings, dataset, data, config, workspace, limit, fracs, grid, methods, shard, say)
+        result = _tune_bench(bench, settings, dataset, data, config, workspace, limit, fracs, grid, methods, shard, say,
+                             journal)
     else:
         base = with_settings(S3TConfig.load(config) if config else S3TConfig(), settings)
-        result = _tune_data(base, dataset, data, validation, workspace, limit, fracs, grid, methods, shard, say)
+        result = _tune_data(base, dataset, data, validation, workspace, limit, fracs, grid, methods, shard, say, journal)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(result, indent=2) + "\n")
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out_file)
+    journal.remove()
     if config_out is not None:
         if len(result["datasets"]) != 1 or "s3t_config" not in next(iter(result["datasets"].values())):
             raise typer.BadParameter("needs one dataset and the s3t method", param_hint="--config-out")
@@ -202,7 +217,7 @@ def _merge(paths: list[Path], out_file: Path, as_json: bool, settings: dict, *ot
         + "; ".join(f"{name} ({', '.join(d['methods'])})" for name, d in r["datasets"].items())))
 
 
-def _tune_bench(preset, settings, dataset, data, config, workspace, limit, fracs, grid, methods, shard, say) -> dict:
+def _tune_bench(preset, settings, dataset, data, config, workspace, limit, fracs, grid, methods, shard, say, journal) -> dict:
     from .bench.config import BenchConfig
     from .bench.tuned import tune_bench
 
@@ -215,10 +230,10 @@ def _tune_bench(preset, settings, dataset, data, config, workspace, limit, fracs
                                  param_hint="--bench")
     overrides = {BENCH_FIELDS[k]: v for k, v in settings.items()}
     cfg = (BenchConfig.quick if preset == "quick" else BenchConfig.full)(limit=limit, fractions=fracs, **overrides)
-    return tune_bench(cfg, datasets=dataset or None, grid=grid, methods=methods, shard=shard, say=say)
+    return tune_bench(cfg, datasets=dataset or None, grid=grid, methods=methods, shard=shard, say=say, journal=journal)
 
 
-def _tune_data(base, dataset, data, validation, workspace, limit, fracs, grid, methods, shard, say) -> dict:
+def _tune_data(base, dataset, data, validation, workspace, limit, fracs, grid, methods, shard, say, journal) -> dict:
     import time
 
     from .data import load_builtin
@@ -247,7 +262,8 @@ def _tune_data(base, dataset, data, validation, workspace, limit, fracs, grid, m
     result = {"kind": "s3t-tune", "datasets": {}}
     for name, (train, val) in sets.items():
         say(f"tuning on {name} ...")
-        result["datasets"][name] = tune(train, val, base, grid=grid, methods=methods, shard=shard, exclude=exclude, say=say)
+        result["datasets"][name] = tune(train, val, base, grid=grid, methods=methods, shard=shard, exclude=exclude, say=say,
+                                          journal=journal)
     result["cpu_seconds"] = time.process_time() - t_cpu
     result["seconds"] = time.perf_counter() - t_wall
     return result

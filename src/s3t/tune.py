@@ -334,7 +334,7 @@ def shard_slices(train, config: S3TConfig, shard: int = 0, exclude: Iterable[str
 
 def tune(train, validation, base: S3TConfig | None = None, *, grid: Grid | Mapping[str, Grid] | None = None,
          methods: Sequence[str] = METHODS, shard: int = 0, exclude: Iterable[str] = (), backbone=None,
-         say: Callable[[str], None] | None = None) -> dict[str, Any]:
+         say: Callable[[str], None] | None = None, journal=None) -> dict[str, Any]:
     """Pick lr × LoRA rank × epochs (× stage options) per method on ``validation``, training on one shard of ``train``.
 
     Parameters
@@ -355,6 +355,10 @@ def tune(train, validation, base: S3TConfig | None = None, *, grid: Grid | Mappi
         Record ids never to read (forgotten records): removed from the shard and the validation set.
     backbone
         A loaded :class:`~s3t.train.backbone.Backbone` to share (else ``base.train.model`` is loaded).
+    journal
+        A :class:`~s3t.tune_journal.TuneJournal`: every finished point is written to it, and a point it
+        already holds for the same method, base settings and data is taken from it, not trained again
+        (an interrupted tune continues; the result is the one an uninterrupted run gives).
 
     Returns
     -------
@@ -400,20 +404,29 @@ def tune(train, validation, base: S3TConfig | None = None, *, grid: Grid | Mappi
                  "label_names": list(train.label_names)},
     }
     for method in grids:
-        rows = []
+        rows, kept = [], 0
+        context = None if journal is None else journal.context(method, out["base_config"], {"shard": shard, **out["data"]})
         for point in grids[method].points():
             conf = apply(base, point)
             budget = point.budget(stages)
-            row = {**point.to_dict(), "budget_epochs": int(budget) if budget.denominator == 1 else float(budget),
-                   **_train_point(method, backbone, conf, shard_train, slices, validation, shard)}
+            done = journal.get(context, point.to_dict()) if journal is not None else None
+            from_journal = done is not None
+            if not from_journal:
+                done = _train_point(method, backbone, conf, shard_train, slices, validation, shard)
+                if journal is not None:
+                    journal.add(context, point.to_dict(), done)
+            kept += from_journal
+            row = {**point.to_dict(), "budget_epochs": int(budget) if budget.denominator == 1 else float(budget), **done}
             rows.append(row)
             say(f"  {method} lr={point.lr:g} r={point.rank} epochs={point.epochs}{_options_text(point)}: validation "
-                f"accuracy {row['val_accuracy']:.3f} (loss {row['val_loss']:.3f}), {row['cpu_seconds']:.1f}s CPU")
+                f"accuracy {row['val_accuracy']:.3f} (loss {row['val_loss']:.3f}), {row['cpu_seconds']:.1f}s CPU"
+                + (" (kept from the journal)" if from_journal else ""))
         best = choose(rows)
         chosen = {k: best[k] for k in ("lr", "rank", "alpha", "epochs", *NEUTRAL, "val_accuracy", "val_loss")}
         out["methods"][method] = {"grid": grids[method].to_dict(stages), "points": rows, "chosen": chosen,
                                   "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
-                                  "seconds": float(sum(r["seconds"] for r in rows))}
+                                  "seconds": float(sum(r["seconds"] for r in rows)),
+                                  "points_from_journal": kept}  # trained by an earlier, interrupted run
         say(f"{method}: chose lr={chosen['lr']:g} r={chosen['rank']} epochs={chosen['epochs']}"
             f"{_options_text(_point(chosen))} (validation accuracy {chosen['val_accuracy']:.3f})")
     out["cpu_seconds"] = time.process_time() - t_cpu

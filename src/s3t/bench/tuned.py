@@ -23,8 +23,9 @@ STAGE_NEUTRAL = {"first_stage_epochs": (None, 0), "warmup": (0, 0.0), "head_init
 
 
 def tune_bench(cfg: BenchConfig, datasets: Sequence[str] | None = None, grid=None, methods: Sequence[str] | None = None,
-               shard: int = 0, say: Callable[[str], None] | None = None, backbone=None) -> dict[str, Any]:
+               shard: int = 0, say: Callable[[str], None] | None = None, backbone=None, journal=None) -> dict[str, Any]:
     """Tune every method on each dataset (default: ``cfg.p3_datasets``) as the bench will split it.
+    ``journal``: a :class:`~s3t.tune_journal.TuneJournal` to continue an interrupted tune from.
 
     Reads the training split (one shard of it) and the validation split; the test split is
     loaded with them by :func:`s3t.data.load_builtin` but dropped before :func:`s3t.tune.tune`.
@@ -47,7 +48,7 @@ def tune_bench(cfg: BenchConfig, datasets: Sequence[str] | None = None, grid=Non
         del splits  # nothing below sees the test split
         say(f"tuning on {name}: shard {shard} of {len(train)} training records, {len(validation)} validation records")
         result = tune(train, validation, base, grid=grid, methods=methods or METHODS, shard=shard, backbone=backbone,
-                      say=say)
+                      say=say, journal=journal)
         result["split"] = {"dataset": name, "seed": cfg.seed, "limit": cfg.limit, "fractions": list(cfg.fractions)}
         out["datasets"][name] = result
     out["cpu_seconds"] = time.process_time() - t_cpu
