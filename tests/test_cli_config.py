@@ -30,7 +30,7 @@ VALUES = {
     "train.lora.rank": ("2", 2), "train.lora.alpha": ("3", 3), "train.lora.dropout": ("0.1", 0.1),
     "train.lora.targets": ("query,key", ("query", "key")),
     "serve.aggregate": ("probs", "probs"), "serve.batch_size": ("7", 7), "serve.standby": (None, False),
-    "serve.forget_batch": ("16", 16),
+    "serve.forget_batch": ("16", 16), "serve.erasure_interval": ("0.5", 0.5),
     "serve.restore": ("naive", "naive"), "serve.retrain": ("interval", "interval"),
     "serve.retrain_delta": ("0.1", 0.1), "serve.retrain_every": ("30", 30.0),
 }

@@ -186,6 +186,11 @@ class ServeConfig:
     forget_batch: int = field(default=256, metadata={
         "help": "Most forget requests committed in one ledger transaction (group commit): forgets that arrive while "
                 "a commit runs share the next one, each with its own receipt, in order. 1 commits every forget alone."})
+    erasure_interval: float | None = field(default=None, metadata={
+        "help": "Least seconds between two physical erasures of the ledger's files after forgets (PostgreSQL: VACUUM "
+                "FULL of records and validation_scores, which rewrites both tables under an exclusive lock; SQLite: "
+                "WAL truncate). Forgets committed meanwhile are covered by the next run, so a forget's residue is "
+                "gone at most this long plus one run after its commit. None: 1.0 on PostgreSQL, 0 on SQLite."})
 
     restore: str = field(default="progressive", metadata={
         "help": "How a retrain brings cut shards back: 'progressive' (dead shards first get stage 1, then best "
@@ -211,6 +216,8 @@ class ServeConfig:
         _check(isinstance(self.standby, bool), "serve.standby", "true or false", self.standby)
         _check(_is_int(self.forget_batch) and self.forget_batch >= 1, "serve.forget_batch", "an integer >= 1",
                self.forget_batch)
+        _check(self.erasure_interval is None or (_is_number(self.erasure_interval) and 0 <= self.erasure_interval <= 3600),
+               "serve.erasure_interval", "none or seconds in [0, 3600]", self.erasure_interval)
         from .train.device import check_device_setting
 
         check_device_setting(self.device, "serve.device")
@@ -312,6 +319,11 @@ class Setting:
                 return tuple(self.kind(v) for v in items)
             except ValueError as exc:
                 raise ConfigError(f"{self.path} must be comma-separated {self.kind.__name__} values; got {value!r}") from exc
+        if self.kind in (int, float):  # an optional number comes as text (it may be "none")
+            try:
+                return self.kind(value)
+            except ValueError as exc:
+                raise ConfigError(f"{self.path} must be a number or 'none'; got {value!r}") from exc
         return value
 
 

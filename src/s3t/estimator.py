@@ -372,7 +372,15 @@ class S3T(GenerativeMixin):
         """A committed forget's file steps: the mirror (the ledger's latest manifest), then the cut files."""
         self.ws_.sync_served()
         self.ws_.erase_files(cut_paths)
-        self.ws_.erase_residue()
+        self.ws_.erase_residue(min_interval=self._erasure_interval())
+
+    def _erasure_interval(self) -> float:
+        """``serve.erasure_interval``, or its default: 1 s on PostgreSQL (a VACUUM FULL per burst of a
+        forget storm would keep both tables under an exclusive lock most of the time), 0 on SQLite."""
+        every = self.config.serve.erasure_interval
+        if every is not None:
+            return float(every)
+        return 1.0 if self.ws_.ledger.dialect == "postgresql" else 0.0
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the file steps of earlier forgets are done (cut checkpoint files erased,

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
@@ -65,6 +66,8 @@ class Workspace:
         self.db_url = db_url or stored or f"sqlite:///{self.path / 'ledger.sqlite'}"
         # the secret is read only to write fingerprints: a fit's records, a schema-1 ledger's migration
         self.ledger = Ledger(self.db_url, secret=lambda: load_secret(self.path, create=True))
+        self._erased_at = float("-inf")  # monotonic time of this object's last erase_residue run (pacing)
+        self._clock, self._sleep = time.monotonic, time.sleep  # the pacing's clock (tests replace it)
 
     def secret(self) -> bytes:
         """The workspace secret (:mod:`.secret`), after finishing a rotation a crash cut short."""
@@ -189,13 +192,25 @@ class Workspace:
         with self.ledger.Session() as s:
             return s.scalar(select(func.max(Receipt.seq))) or 0
 
-    def erase_residue(self) -> bool:
+    def erase_residue(self, min_interval: float = 0.0) -> bool:
         """Remove erased content from the ledger's own files (SQLite WAL truncate, PostgreSQL VACUUM FULL)
-        and record in ``erasure.json`` the last receipt this covered (kept monotone across processes)."""
+        and record in ``erasure.json`` the last receipt this covered (kept monotone across processes).
+
+        ``min_interval``: seconds this workspace object leaves between two runs. A call that comes
+        sooner waits for its turn, then covers every forget committed by then: a storm of forgets
+        costs one run per interval instead of one per burst (each VACUUM FULL rewrites the tables)."""
         seq = self.last_receipt_seq()
         if seq and self.erased_through() >= seq:
             return True  # an earlier run already covered every committed forget: a burst costs one VACUUM FULL
-        if not self.ledger.erase_residue():
+        wait = self._erased_at + min_interval - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+            seq = self.last_receipt_seq()  # what committed while waiting is covered by this run too
+            if self.erased_through() >= seq:
+                return True  # another process covered it meanwhile
+        ok = self.ledger.erase_residue()
+        self._erased_at = self._clock()
+        if not ok:
             log.warning("could not remove erased rows from the ledger's files (a reader held an old snapshot or a "
                         "table lock); retried on the next forget and at recovery")
             return False
