@@ -141,3 +141,37 @@ def test_capacity_keeps_the_newest_and_zero_keeps_nothing():
     off = ShellPool(capacity=0)
     off.retire([Probe(1)])
     assert len(off) == 0 and off.take(1) is None
+
+
+def test_new_members_are_copies_of_one_template_per_stage_and_answer_as_built_from_scratch(fitted_ws, monkeypatch):
+    """Without a spare shell, a member is a copy of the stage's template (built once, never served):
+    the same answers as an AdaptedEncoder built from scratch for the checkpoint."""
+    import s3t.serve.ensemble as ensemble_mod
+    from s3t.train.layers import adapted_layers
+
+    ens = quiet(fitted_ws)
+    built = []
+    real = ensemble_mod.AdaptedEncoder
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            built.append(1)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(ensemble_mod, "AdaptedEncoder", Counting)
+    ens._templates.clear()
+    members = []
+    for shard in range(2):
+        for cid in stage_checkpoints(fitted_ws, shard, 2):
+            members.append(ens.build_member(shard, cid, 2, fitted_ws._load_state(cid)))
+    assert len(members) >= 4 and len(built) == 1  # one template for stage 2, then copies
+    assert all(m.model is not ens._templates[2] for m in members)
+    assert len({id(m.model) for m in members}) == len(members)
+    for m in members:
+        scratch = real(ens.backbone.model, fitted_ws.config.train.lora, adapted_layers(ens.groups, 2), ens.n_labels)
+        scratch.load_state(fitted_ws._load_state(m.checkpoint_id))
+        scratch.eval()
+        assert torch.equal(logits_of(ens, m), logits_of(ens, type(m)(m.shard, m.checkpoint_id, 2, scratch)))
+    # the template's own (random) weights never reached a member
+    tmpl = type(members[0])(0, "template", 2, ens._templates[2])
+    assert not torch.equal(logits_of(ens, tmpl), logits_of(ens, members[0]))

@@ -68,3 +68,43 @@ def test_a_strict_load_refuses_a_checkpoint_that_lacks_adapters_even_after_a_goo
     with pytest.raises(ValueError, match="lacks adapters"):
         model.load_state(partial)
     model.load_state(partial, strict_layers=False)  # a parent's state may cover fewer layers
+
+
+def test_a_spare_copy_shares_the_frozen_base_and_owns_its_adapters_and_head(tiny_model):
+    """``AdaptedEncoder.spare``: the copy serving builds members from. Frozen tensors by reference
+    (as ``attach_lora``), adapters and head its own, and once a state is loaded it answers bit for
+    bit as a model built from scratch with that state."""
+    import torch
+
+    from s3t.train.model import AdaptedEncoder
+
+    backbone = load_backbone(tiny_model)
+    base = backbone.model
+    torch.manual_seed(0)
+    template = AdaptedEncoder(base, LoraSettings(rank=4), [4, 5], 3)
+    rng = torch.random.get_rng_state()
+    copy = template.spare(base)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # a copy draws nothing
+    frozen = {id(p) for p in base.parameters()}
+    own = [(n, p) for n, p in copy.named_parameters() if id(p) not in frozen]
+    assert own and all("lora_" in n or n.startswith("head.") for n, _ in own)
+    assert {n for n, _ in own} == {n for n, p in template.named_parameters() if id(p) not in frozen}
+    tmpl_params = {id(p) for p in template.parameters()}
+    assert not any(id(p) in tmpl_params for _, p in own), "the copy's adapters are its own tensors"
+    assert sum(1 for p in copy.parameters() if id(p) in frozen) == sum(1 for _ in base.parameters())
+    # a checkpoint loaded into the copy: the answers of a model built on it from scratch
+    torch.manual_seed(1)
+    trained = AdaptedEncoder(base, LoraSettings(rank=4), [4, 5], 3)
+    with torch.no_grad():
+        for p in trained.lora_parameters([4, 5]):
+            p.add_(torch.randn_like(p))
+    state = trained.state()
+    copy.load_state(state)
+    fresh = AdaptedEncoder(base, LoraSettings(rank=4), [4, 5], 3)
+    fresh.load_state(state)
+    ids = torch.randint(5, 90, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    copy.eval(), fresh.eval(), template.eval()
+    assert torch.equal(copy(ids, mask), fresh(ids, mask))
+    assert not torch.equal(template(ids, mask), copy(ids, mask))  # the template kept its own weights
+    assert all(torch.equal(copy.state()[k], v) for k, v in state.items())

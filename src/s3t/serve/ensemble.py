@@ -10,6 +10,7 @@ prediction sees either the old or the new ensemble, never a mix.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -54,18 +55,29 @@ class Ensemble:
         self.standby = None  # serve.standby.Standby: pre-built members a next deletion could switch to
         # retired members' models, reloaded instead of rebuilt once nothing holds them (serve.shells)
         self.shells = ShellPool(capacity=config.plan.shards * config.plan.slices)
+        # per stage, a never-served model that new members are copied from (AdaptedEncoder.spare)
+        self._templates: dict[int, AdaptedEncoder] = {}
+        self._templates_lock = threading.Lock()
 
     def build_member(self, shard: int, checkpoint_id: str, stage: int, state: dict[str, torch.Tensor]) -> Member:
         """The member serving ``state`` (a checkpoint of ``stage``): a spare shell of that stage
         reloaded, or a new one; the same weights either way (every adapter and the head are loaded)."""
         model = self.shells.take(stage)
         if model is None:
-            with rng_untouched():  # its init is overwritten by the checkpoint
-                model = AdaptedEncoder(self.backbone.model, self.config.train.lora, adapted_layers(self.groups, stage),
-                                       self.n_labels)
+            model = self._template(stage).spare(self.backbone.model)
         model.load_state(state)
         model.eval()
         return Member(shard, checkpoint_id, stage, model)
+
+    def _template(self, stage: int) -> AdaptedEncoder:
+        """The model of ``stage`` that new members copy (built once; its weights are never served:
+        every adapter and the head of a copy are overwritten by the checkpoint loaded into it)."""
+        with self._templates_lock:
+            if stage not in self._templates:
+                with rng_untouched():  # its init is overwritten in every copy
+                    self._templates[stage] = AdaptedEncoder(self.backbone.model, self.config.train.lora,
+                                                            adapted_layers(self.groups, stage), self.n_labels)
+            return self._templates[stage]
 
     def sync(self, version: int, manifest: dict, load_state: StateLoader) -> list[int]:
         """Swap to ``manifest``; reuse unchanged members. Returns shards whose member changed.
