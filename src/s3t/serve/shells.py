@@ -2,8 +2,8 @@
 
 Building a member copies its stage's template model (``AdaptedEncoder.spare``: the structural copy
 and peft's LoRA injection are paid once, by the template): about 10 ms of CPU on MiniLM, still most
-of a swap's CPU in a storm. A member leaves service when a swap replaces it or the standby drops it; its model has the same modules as any new member of the same
-stage, so loading another checkpoint's adapters and head into it (every one of its adapted layers
+of a swap's CPU in a storm. A member leaves service when a swap replaces it or the standby drops
+it; its model has the same modules as any new member of the same stage, so loading another checkpoint's adapters and head into it (every one of its adapted layers
 and the head are overwritten: ``AdaptedEncoder.load_state`` is strict) gives the same member as a
 fresh build, at the cost of copying the weights.
 
