@@ -3,9 +3,10 @@
 Building a member copies its stage's template model (``AdaptedEncoder.spare``: the structural copy
 and peft's LoRA injection are paid once, by the template): about 10 ms of CPU on MiniLM, still most
 of a swap's CPU in a storm. A member leaves service when a swap replaces it or the standby drops
-it; its model has the same modules as any new member of the same stage, so loading another checkpoint's adapters and head into it (every one of its adapted layers
-and the head are overwritten: ``AdaptedEncoder.load_state`` is strict) gives the same member as a
-fresh build, at the cost of copying the weights.
+it; its model has the same modules as any new member of the same stage, so loading another
+checkpoint's adapters and head into it (every one of its adapted layers and the head are
+overwritten: ``AdaptedEncoder.load_state`` is strict) gives the same member as a fresh build, at
+the cost of copying the weights.
 
 A retired member may still be answering: a prediction that took its snapshot of the member table
 before the swap runs on the old members until it ends, and other readers (generation, evaluation)
