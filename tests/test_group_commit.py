@@ -77,3 +77,34 @@ def test_a_lone_forget_commits_at_once_alone(fitted_ws, monkeypatch):
     with pytest.raises(UnknownRecordError):
         est.forget(record_ids=["nope"])
     assert calls == [1, 1] and len(est.receipts()) == 1
+
+
+def test_a_batch_swaps_the_served_ensemble_once_to_its_newest_manifest(fitted_ws, monkeypatch):
+    """Seen failing before: every request of a batch swapped to its own manifest version, so a batch
+    of 11 made up to 11 swaps (building members for versions the next request replaced at once)."""
+    est = fitted_ws
+    ens = est.ensemble_
+    ens.standby.close()  # its builds are not swaps; keep the count to the request path
+    ens.standby = None
+    swaps: list[int] = []
+    real_sync = ens.sync
+    monkeypatch.setattr(ens, "sync", lambda version, body, load: swaps.append(version) or real_sync(version, body, load))
+    ids = [i for sh in (0, 1) for sl in range(3) for i in train_ids(est, sh, sl)[:2]]  # 12 records, 2 shards
+    sizes, first_started = hold_first_commit(monkeypatch)
+    receipts = {}
+    lead = threading.Thread(target=lambda: receipts.setdefault(ids[0], est.forget(record_ids=[ids[0]])))
+    lead.start()
+    assert first_started.wait(10)
+    rest = [threading.Thread(target=lambda rid=rid: receipts.setdefault(rid, est.forget(record_ids=[rid])))
+            for rid in ids[1:]]
+    for t in rest:
+        t.start()
+    for t in [lead, *rest]:
+        t.join(30)
+    assert len(receipts) == 12 and sizes[0] == 1 and len(sizes) < 12
+    assert len(swaps) <= len(sizes), (swaps, sizes)  # at most one swap per commit
+    newest = max(r.body["manifest_version"] for r in receipts.values())
+    assert swaps[-1] == newest and ens.manifest_version == newest
+    assert ens.manifest_version == est.ws_.ledger.latest_manifest()[0]
+    est.flush()
+    assert est.audit().ok

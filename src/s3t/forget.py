@@ -316,6 +316,9 @@ class ForgetGroup:
         self._queue: list[dict[str, Any]] = []
         self._committing = False
         self.batches = 0  # commits made (a batch of one included): forgets / batches = mean group size
+        # (version, body) of the newest manifest a batch of this group committed: every request of a
+        # batch swaps straight to it (the first one to swap does; the others find nothing to do)
+        self.newest: tuple[int, dict[str, Any] | None] = (0, None)
 
     def forget(self, record_ids: Sequence[str] | None, subject: str | None) -> Receipt:
         item: dict[str, Any] = {"request": (record_ids, subject)}
@@ -333,9 +336,12 @@ class ForgetGroup:
                 results: list[Any] = record_forgets(self.ledger, [b["request"] for b in batch])
             except BaseException as exc:  # nothing committed: every request of the batch fails with it
                 results = [exc] * len(batch)
+            made = [r for r in results if isinstance(r, Receipt) and r.created and r.manifest is not None]
             with self._cv:
                 for b, r in zip(batch, results):
                     b["result"] = r
+                if made and made[-1].body["manifest_version"] > self.newest[0]:
+                    self.newest = (made[-1].body["manifest_version"], made[-1].manifest)
                 self._committing = False
                 self.batches += 1
                 self._cv.notify_all()
