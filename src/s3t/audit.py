@@ -88,8 +88,9 @@ def physical_problems(ws: Workspace, last_seq: int) -> tuple[list[str], str]:
     """Problems with the physical erasure of forgotten content in the ledger's own files."""
     ledger = ws.ledger
     if ledger.dialect != "sqlite":
-        return [], (f"{ledger.dialect}: each burst of forgets is followed by a VACUUM FULL of the tables holding texts; the server's own WAL and "
-                    "backups are outside s3t (README: Guarantees and threat model)")
+        return [], (f"{ledger.dialect}: forgets are followed by a VACUUM FULL of the tables holding texts (at most one per "
+                    "serve.erasure_interval, covering every forget before it); the server's own WAL and backups are "
+                    "outside s3t (README: Guarantees and threat model)")
     problems = []
     with ledger.engine.connect() as conn:
         if conn.exec_driver_sql("PRAGMA secure_delete").scalar() != 1:
