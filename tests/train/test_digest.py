@@ -14,6 +14,7 @@ OTHER_VALUES = {  # a valid non-default value for the fields that are neither nu
     "train.executor": "ray", "train.ray_address": "auto", "train.lora.targets": ("query",),
     "serve.aggregate": "probs", "serve.restore": "naive", "serve.retrain": "accuracy", "train.task": "causal-lm",
     "train.device": "cpu", "serve.device": "cpu", "train.head_init": "fresh", "train.warmup": 0.1,
+    "serve.erasure_interval": 0.5,
 }
 
 
