@@ -78,6 +78,10 @@ def serve(
     forget_batch: Optional[int] = typer.Option(
         None, "--forget-batch", min=1, help="Most concurrent forgets committed in one transaction (group commit; each "
         "keeps its own receipt). 1 commits every forget alone. Default: the workspace's serve.forget_batch (256)."),
+    erasure_interval: Optional[float] = typer.Option(
+        None, "--erasure-interval", min=0.0, max=3600.0, help="Least seconds between two physical erasures of the "
+        "ledger's files after forgets (PostgreSQL: VACUUM FULL of the text tables; each run covers every forget "
+        "committed before it). Default: the workspace's serve.erasure_interval (none: 1 on PostgreSQL, 0 on SQLite)."),
 ) -> None:
     """Serve predict / forget / status / audit and the dashboard over HTTP (FastAPI + uvicorn); API docs at /docs.
 
@@ -95,7 +99,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(workspace, db=db, background=background, protect_predict=protect_predict,
                            retrain_policy=retrain_policy, restore=restore, lease_ttl=lease_ttl,
-                           forget_batch=forget_batch),
+                           forget_batch=forget_batch, erasure_interval=erasure_interval),
                 host=host, port=port, log_level="info")
 
 

@@ -50,3 +50,29 @@ def test_forget_batch_setting_is_checked():
     for bad in (0, -1, 2.5, "8"):
         with pytest.raises(ConfigError, match="serve.forget_batch"):
             ServeConfig(forget_batch=bad)
+
+
+def test_serve_options_override_the_workspace_serve_settings(make_client, fitted_ws):
+    """``s3t serve --forget-batch / --erasure-interval`` (create_app) replace the workspace's values,
+    checked as the config checks them; the paced erasure then uses it."""
+    from s3t.errors import ConfigError
+    from s3t.service import create_app
+
+    client = make_client(forget_batch=4, erasure_interval=0.25)
+    est = client.app.state.model
+    assert (est.config.serve.forget_batch, est.config.serve.erasure_interval) == (4, 0.25)
+    assert est._erasure_interval() == 0.25 and est._forget_group().max_batch == 4
+    assert fitted_ws.config.serve.erasure_interval is None  # the workspace's own setting is untouched
+    with pytest.raises(ConfigError, match="serve.erasure_interval"):
+        create_app(fitted_ws.ws_.path, erasure_interval=-1.0, background=False)
+
+
+def test_cli_serve_has_the_erasure_interval_option():
+    from typer.testing import CliRunner
+
+    from s3t.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert "--erasure-interval" in out and "--forget-batch" in out
+    bad = CliRunner().invoke(app, ["serve", "-w", "nowhere", "--erasure-interval", "-1"])
+    assert bad.exit_code != 0 and "erasure-interval" in bad.output

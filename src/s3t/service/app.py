@@ -140,7 +140,7 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
                retrain_interval: float = 30.0, read_token: Optional[str] = None, protect_predict: bool = False,
                retrain_policy: Optional[str] = None, restore: Optional[str] = None, fence: bool = True,
                listen: Optional[bool] = None, lease_ttl: Optional[float] = None,
-               forget_batch: Optional[int] = None) -> FastAPI:
+               forget_batch: Optional[int] = None, erasure_interval: Optional[float] = None) -> FastAPI:
     """Build the service over a trained workspace (loaded and recovered now; errors raise here).
 
     ``token``: bearer token for POST /forget (else ``S3T_TOKEN``, else ``WORKSPACE/token``,
@@ -157,13 +157,15 @@ def create_app(workspace: str | Path, db: Optional[str] = None, token: Optional[
     replica answers from whatever it last swapped to). ``listen``: LISTEN for new manifests
     (default: on for PostgreSQL). ``lease_ttl``: seconds before a dead retrain-lease holder is
     taken over (else ``S3T_LEASE_TTL``, else 20). ``forget_batch`` overrides ``serve.forget_batch``
-    (most forgets per group commit; 1: each alone).
+    (most forgets per group commit; 1: each alone), ``erasure_interval`` ``serve.erasure_interval``
+    (least seconds between two physical erasures of the ledger's files).
     """
     model = S3T.load(workspace, db=db)
-    if forget_batch is not None:
+    overrides = {k: v for k, v in (("forget_batch", forget_batch), ("erasure_interval", erasure_interval)) if v is not None}
+    if overrides:  # checked by ServeConfig as if the workspace had them
         from dataclasses import replace
 
-        model.config = replace(model.config, serve=replace(model.config.serve, forget_batch=forget_batch))
+        model.config = replace(model.config, serve=replace(model.config.serve, **overrides))
     if lease_ttl is None:
         lease_ttl = float(os.environ.get(LEASE_TTL_ENV) or DEFAULT_TTL)
     lease = Lease(model.ws_.ledger, RETRAIN, ttl=lease_ttl)
