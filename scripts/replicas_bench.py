@@ -252,7 +252,8 @@ class Poster:
 
         data = json.dumps(body).encode()
         headers = {**AUTH, "Content-Type": "application/json"}
-        for attempt in (0, 1):  # a keep-alive connection the server closed: reconnect once
+        for attempt in (0, 1):  # a keep-alive connection the server closed: reconnect once (a forget is
+            # idempotent: sent again, it gets the same receipt)
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
