@@ -113,6 +113,15 @@ def test_the_estimator_paces_erasure_by_serve_erasure_interval(fitted_ws, monkey
     monkeypatch.setattr(fitted_ws, "config", dataclasses.replace(
         fitted_ws.config, serve=dataclasses.replace(fitted_ws.config.serve, erasure_interval=0.25)))
     assert fitted_ws._erasure_interval() == 0.25
+    # a forget's background file step paces its erasure by it
+    from tests.service.conftest import train_ids
+
+    asked = []
+    real = type(fitted_ws.ws_).erase_residue
+    monkeypatch.setattr(fitted_ws.ws_, "erase_residue", lambda **kw: asked.append(kw) or real(fitted_ws.ws_, **kw))
+    fitted_ws.forget(record_ids=[train_ids(fitted_ws, 0, 0)[0]])
+    assert fitted_ws.flush(30) and asked == [{"min_interval": 0.25}]
+    assert fitted_ws.ws_.erased_through() == fitted_ws.ws_.last_receipt_seq() == 1
     for bad in (-1, "1", 7200, True):
         with pytest.raises(ConfigError, match="serve.erasure_interval"):
             ServeConfig(erasure_interval=bad)
