@@ -11,6 +11,7 @@ import typer
 
 from .cli_common import JsonOpt, console, emit, out
 from .cli_config import config_options
+from .store.atomic import atomic_write_bytes
 
 GRID_FIELDS = {"train.lr": "--grid-lr", "train.epochs": "--grid-epochs", "train.lora.rank": "--grid-rank",
                "train.lora.alpha": "--alpha-per-rank", "train.first_stage_epochs": "--grid-first-stage-epochs",
@@ -162,10 +163,7 @@ def tune_command(
     else:
         base = with_settings(S3TConfig.load(config) if config else S3TConfig(), settings)
         result = _tune_data(base, dataset, data, validation, workspace, limit, fracs, grid, methods, shard, say, journal)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out_file)
+    atomic_write_bytes(out_file, (json.dumps(result, indent=2) + "\n").encode())
     journal.remove()
     if config_out is not None:
         if len(result["datasets"]) != 1 or "s3t_config" not in next(iter(result["datasets"].values())):
