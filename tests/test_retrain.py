@@ -215,3 +215,20 @@ def test_forgetting_a_subject_then_progressive_restore_is_bit_identical_to_train
     cert = est.verify(receipt.request_id)
     assert cert.ok, cert.mismatches
     assert cert.compared == 9
+
+
+@pytest.mark.parametrize("restore", ["progressive", "naive"])
+def test_retrain_progress_reports_one_total_for_the_whole_retrain(fitted_ws, restore):
+    """A progress bar gets the whole retrain's work as its total, not one job's: progressive
+    restore trains one shard step at a time, and a per-job total sent the bar past 100 %."""
+    est = fitted_ws
+    est.forget(record_ids=[one_record(est, 0, 1), one_record(est, 1, 0)])
+    calls: list[tuple[str, int, int]] = []
+    report = est.retrain(progress=lambda desc, n, total: calls.append((desc, n, total)), restore=restore)
+    assert len(report.steps) >= (2 if restore == "naive" else 3)  # several jobs, so several per-job totals
+    done = 0
+    for desc, n, total in calls:
+        done += n
+        assert desc == "training" and n > 0
+        assert done <= total, f"{done} examples done of a total of {total}"
+    assert {total for _, _, total in calls} == {done}  # no forget joined: the plan's total was exact

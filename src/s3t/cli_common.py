@@ -38,7 +38,7 @@ def progress():
         if desc not in tasks:
             tasks[desc] = bar.add_task(desc, total=total)
             done[desc] = 0
-        bar.update(tasks[desc], advance=n)
+        bar.update(tasks[desc], advance=n, total=total)  # a retrain re-plans its total as deletions join
         if not console.is_terminal:  # logs and CI: a plain line every 10%
             before, done[desc] = done[desc], done[desc] + n
             if total and (10 * done[desc]) // total > (10 * before) // total:

@@ -101,10 +101,13 @@ def iter_retrain(model: "S3T", report: RetrainReport, progress=None, restore: st
     report.served_before = _served(model)
     ledger.set_request_state(report.requests, "retraining")
     swap = None if restore == "naive" else (lambda: _swap(model, report, start))
+    overall = _OverallProgress(progress) if progress is not None else None
     last = None
     for _ in range(_MAX_STEPS):
         rebuilt = ledger.rebuild_tainted_slices()
         report.rebuilt_slices += rebuilt
+        if overall is not None:  # what is left now, deletions that joined included
+            overall.plan(_work(model, cut_suffixes(model)))
         joined = [r for r in ledger.requests_in_state("served-exact") if r not in report.requests]
         if joined:  # deletions committed while this retrain ran join it
             ledger.set_request_state(joined, "retraining")
@@ -127,7 +130,7 @@ def iter_retrain(model: "S3T", report: RetrainReport, progress=None, restore: st
             if needed is None:
                 continue  # re-planned in the next round
             try:
-                report.checkpoints += model._train(prefixes, [shard], progress, parents={shard: needed}, on_job=swap)
+                report.checkpoints += model._train(prefixes, [shard], overall, parents={shard: needed}, on_job=swap)
             except IntegrityError:
                 if _parents_now(model, shard, prefixes) is not None:
                     raise  # a damaged file, not a cut parent
@@ -149,6 +152,29 @@ def iter_retrain(model: "S3T", report: RetrainReport, progress=None, restore: st
         ledger.set_request_state(report.requests, "retrained")
     report.served_after = _served(model)
     report.seconds = time.perf_counter() - start
+
+
+class _OverallProgress:
+    """Forwards the jobs' progress with the whole retrain's total (examples × epochs): each job
+    reports its own total, and a bar fed those would pass 100 % at the second job."""
+
+    def __init__(self, progress) -> None:
+        self.progress, self.done, self.total = progress, 0, 0
+
+    def plan(self, remaining: int) -> None:
+        self.total = self.done + remaining
+
+    def __call__(self, desc: str, n: int, _job_total: int) -> None:
+        self.done += n
+        self.progress(desc, n, max(self.total, self.done))
+
+
+def _work(model: "S3T", plan: dict[int, list[tuple[int, ...]]]) -> int:
+    """Examples × epochs that training ``plan`` (shard -> prefixes) processes, from the current slice versions."""
+    ledger, train = model.ws_.ledger, model.config.train
+    size = {key: len(ledger.slice_member_ids(sv.id)) for key, sv in ledger.current_slice_versions().items()
+            if key[0] in plan}
+    return sum(train.stage_epochs(len(p)) * sum(size[(shard, sl)] for sl in p) for shard, ps in plan.items() for p in ps)
 
 
 def _parents_now(model: "S3T", shard: int, prefixes: list[tuple[int, ...]]) -> dict | None:
