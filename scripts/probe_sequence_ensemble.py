@@ -54,16 +54,22 @@ def main() -> None:
     keys = {shard: [k for k in members if owner[k][0] == shard] for shard in per_shard}
     served_keys = [[k for k in v if owner[k][1] == served.get(shard)] for shard, v in keys.items()]
 
-    def score(texts: list[str], y: np.ndarray) -> dict:
+    def score(texts: list[str], y: np.ndarray, subsets: dict[str, np.ndarray] | None = None) -> dict:
         start = time.perf_counter()
-        logits = ens.shard_logits(texts)
+        every = ens.shard_logits(texts)
+        seconds = time.perf_counter() - start
+        out = {name: scored(every, y, rows, seconds) for name, rows in (subsets or {}).items()}
+        return {**scored(every, y, np.arange(len(y)), seconds), **out}
+
+    def scored(every: dict, y_all: np.ndarray, rows: np.ndarray, seconds: float) -> dict:
+        logits, y = {k: v[rows] for k, v in every.items()}, y_all[rows]
 
         def acc(groups) -> float:  # mean of logits within each group (a shard), then across groups
             per = [torch.stack([logits[k] for k in g]).mean(0) for g in groups if g]
             return float((torch.stack(per).mean(0).argmax(-1).numpy() == y).mean())
 
         most = max(len(v) for v in keys.values())
-        return {"n": len(y), "seconds": time.perf_counter() - start,
+        return {"n": len(y), "seconds": seconds,
                 "served": acc(served_keys), "mean_of_all_sequences": acc(list(keys.values())),
                 **{f"mean_of_first_{b}": acc([v[:b] for v in keys.values()]) for b in range(1, most + 1)},
                 "per_shard": {str(shard): {"served": acc([g]) if g else None, "mean_of_all": acc([v]),
@@ -71,8 +77,14 @@ def main() -> None:
                               for shard, v, g in zip(keys, keys.values(), served_keys)}}
 
     val = [r for r in ledger.records("validation") if r.text is not None]
+    # the records that scored every checkpoint chose the served one: judge it on the others too
+    from s3t.estimator import scoring_subset
+
+    scoring = set(scoring_subset([r.id for r in val], est.config.train.val_limit))
+    unscored = np.array([i for i, r in enumerate(val) if r.id not in scoring], dtype=int)
     out = {"workspace": args.workspace, "members_per_shard": {str(s): len(v) for s, v in keys.items()},
-           "validation": score([r.text for r in val], np.array([int(r.label) for r in val]))}
+           "validation": score([r.text for r in val], np.array([int(r.label) for r in val]),
+                               {"not_scoring_checkpoints": unscored})}
     if args.test_dataset:
         from s3t.data import load_builtin
 
