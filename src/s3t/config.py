@@ -142,6 +142,11 @@ class TrainConfig:
         """Epochs of ``stage`` (1-based): ``first_stage_epochs`` for stage 1 when set, else ``epochs``."""
         return self.first_stage_epochs if stage == 1 and self.first_stage_epochs else self.epochs
 
+    def work(self, prefixes, slice_sizes) -> int:
+        """Examples × epochs that training ``prefixes`` (tuples of slice indices) processes, given
+        ``slice_sizes`` (slice index -> records): what progress bars count."""
+        return sum(self.stage_epochs(len(p)) * sum(slice_sizes[s] for s in p) for p in prefixes)
+
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
             object.__setattr__(self, "lora", LoraSettings(**self.lora))

@@ -172,9 +172,10 @@ class _OverallProgress:
 def _work(model: "S3T", plan: dict[int, list[tuple[int, ...]]]) -> int:
     """Examples × epochs that training ``plan`` (shard -> prefixes) processes, from the current slice versions."""
     ledger, train = model.ws_.ledger, model.config.train
-    size = {key: len(ledger.slice_member_ids(sv.id)) for key, sv in ledger.current_slice_versions().items()
-            if key[0] in plan}
-    return sum(train.stage_epochs(len(p)) * sum(size[(shard, sl)] for sl in p) for shard, ps in plan.items() for p in ps)
+    sizes = {key: len(ledger.slice_member_ids(sv.id)) for key, sv in ledger.current_slice_versions().items()
+             if key[0] in plan}
+    return sum(train.work(prefixes, {sl: n for (sh, sl), n in sizes.items() if sh == shard})
+               for shard, prefixes in plan.items())
 
 
 def _parents_now(model: "S3T", shard: int, prefixes: list[tuple[int, ...]]) -> dict | None:

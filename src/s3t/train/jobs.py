@@ -36,8 +36,8 @@ class ShardJob:
 
     def work(self) -> int:
         """Examples × epochs, for progress bars."""
-        train = S3TConfig.from_dict(self.config).train
-        return sum(train.stage_epochs(len(p)) * sum(len(self.slices[s].record_ids) for s in p) for p in self.prefixes)
+        sizes = {s: len(sd.record_ids) for s, sd in self.slices.items()}
+        return S3TConfig.from_dict(self.config).train.work(self.prefixes, sizes)
 
 
 @dataclass(frozen=True)

@@ -132,11 +132,6 @@ class StageRunner:
             for p in [p for p in states if len(p) < len(prefix) - 1]:
                 del states[p]
 
-    def stage_work(self, prefixes: Sequence[tuple[int, ...]], slices: dict[int, SliceData]) -> int:
-        """Examples × epochs to process for ``prefixes`` (for progress bars)."""
-        train = self.config.train
-        return sum(train.stage_epochs(len(p)) * sum(len(slices[s].record_ids) for s in p) for p in prefixes)
-
     def drop_slice(self, version_id: int) -> None:
         if self.cache is not None:
             self.cache.drop(("slice", version_id))
